@@ -1,0 +1,115 @@
+//! Memoized-call hit path: memorix `#[cached]` vs the `cached` crate's
+//! `#[cached]` vs a moka `get`, same workload, same run.
+//!
+//! Workload: 10 000 distinct `u64` keys, all warm; 2 threads each make
+//! `OPS` calls striding through the keys. Reported: per-call nanoseconds
+//! (wall time / calls per thread), median of `ROUNDS` rounds, and the ratios
+//! the issue asks for. Also a stampede check: 1000 concurrent callers of a
+//! cold key, counting body executions.
+//!
+//! Run: `cargo bench --bench memo` (prints JSON).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+mod common;
+
+const KEYS: u64 = 10_000;
+const THREADS: u64 = 2;
+const OPS: u64 = 2_000_000;
+const ROUNDS: usize = 7;
+
+#[memorix::cached]
+fn memorix_square(k: u64) -> u64 {
+    k.wrapping_mul(k)
+}
+
+#[cached::proc_macro::cached]
+fn cached_square(k: u64) -> u64 {
+    k.wrapping_mul(k)
+}
+
+static MOKA: std::sync::LazyLock<moka::sync::Cache<u64, u64>> =
+    std::sync::LazyLock::new(|| moka::sync::Cache::new(KEYS * 2));
+
+fn moka_square(k: u64) -> u64 {
+    if let Some(v) = MOKA.get(&k) {
+        return v;
+    }
+    let v = k.wrapping_mul(k);
+    MOKA.insert(k, v);
+    v
+}
+
+/// Wall time per call of `f` with `THREADS` threads over the warm key set.
+fn per_call_ns(f: fn(u64) -> u64) -> f64 {
+    for k in 0..KEYS {
+        black_box(f(k));
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            s.spawn(move || {
+                let mut k = t * 4_999;
+                let mut acc = 0u64;
+                for _ in 0..OPS {
+                    acc = acc.wrapping_add(f(black_box(k)));
+                    k = (k + 7_919) % KEYS;
+                }
+                black_box(acc);
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / OPS as f64
+}
+
+static STAMPEDE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memorix::cached(ttl = 60)]
+async fn stampede(id: u32) -> u32 {
+    STAMPEDE_RUNS.fetch_add(1, SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    id
+}
+
+fn main() {
+    let mut memorix = Vec::new();
+    let mut cached = Vec::new();
+    let mut moka = Vec::new();
+    for _ in 0..ROUNDS {
+        memorix.push(per_call_ns(memorix_square));
+        cached.push(per_call_ns(cached_square));
+        moka.push(per_call_ns(moka_square));
+    }
+    let (m, c, k) = (common::median(memorix), common::median(cached), common::median(moka));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let stampede_runs = runtime.block_on(async {
+        let callers: Vec<_> = (0..1000).map(|_| tokio::spawn(stampede(7))).collect();
+        for caller in callers {
+            assert_eq!(caller.await.expect("caller"), 7);
+        }
+        STAMPEDE_RUNS.load(SeqCst)
+    });
+
+    let report = serde_json::json!({
+        "bench": "memo",
+        "workload": { "keys": KEYS, "threads": THREADS, "calls_per_thread": OPS, "rounds": ROUNDS },
+        "median_ns_per_call": {
+            "memorix_cached_hit": m,
+            "cached_crate_hit": c,
+            "moka_get": k,
+        },
+        "ratios": {
+            "memorix_over_cached_crate": m / c,
+            "moka_over_memorix": k / m,
+        },
+        "targets": { "memorix_over_cached_crate_at_most": 1.2, "moka_over_memorix_at_least": 2.0 },
+        "stampede": { "callers": 1000, "body_executions": stampede_runs },
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+}

@@ -1,0 +1,162 @@
+//! Step 3: rules that span several options, or options and the function.
+
+use crate::ast::{Func, Return};
+use crate::attr::{CacheOpt, Kind, Options, Segment};
+use crate::ctxt::Ctxt;
+use syn::spanned::Spanned;
+use syn::Type;
+
+/// Reports every rule `opts` and `func` break together.
+pub fn check(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
+    check_key(kind, opts, func, cx);
+    check_codec(opts, cx);
+    check_return_options(opts, func, cx);
+    if let (Some(_), Some(cache)) = (opts.encrypt, &opts.cache) {
+        cx.error(
+            cache.span,
+            "`encrypt` picks the registered encrypted cache; drop `cache`, or drop `encrypt` and pass an encrypted engine",
+        );
+    }
+    if kind == Kind::CacheEvict {
+        if let (Some(_), Some(key)) = (opts.all_entries, &opts.key) {
+            cx.error(
+                key.lit.span(),
+                "`all_entries` clears the whole cache: drop `key`, or drop `all_entries`",
+            );
+        }
+    }
+}
+
+fn check_key(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
+    let names = || {
+        let list: Vec<String> = func.args.iter().map(|a| format!("`{}`", a.ident)).collect();
+        if list.is_empty() {
+            "the function has no arguments".to_owned()
+        } else {
+            format!("arguments are: {}", list.join(", "))
+        }
+    };
+    match &opts.key {
+        Some(template) => {
+            for segment in &template.segments {
+                let Segment::Arg { root, .. } = segment else { continue };
+                if root == "self" {
+                    if !func.has_receiver {
+                        cx.error(
+                            template.lit.span(),
+                            "`key` names `self`, but the function has no `self` receiver",
+                        );
+                    }
+                    continue;
+                }
+                if func.arg(root).is_none() {
+                    cx.error(
+                        template.lit.span(),
+                        format!("`key` names `{root}`, which is not an argument; {}", names()),
+                    );
+                }
+            }
+        }
+        None => {
+            let needs_key = match kind {
+                Kind::Cached => false,
+                Kind::CachePut => true,
+                Kind::CacheEvict => opts.all_entries.is_none(),
+            };
+            if needs_key {
+                let what = if kind == Kind::CacheEvict {
+                    "which entry to remove (or `all_entries`)"
+                } else {
+                    "where to store the value"
+                };
+                cx.error(
+                    func.item.sig.ident.span(),
+                    format!("#[{}] needs `key = \"...\"` naming {what}; {}", kind.name(), names()),
+                );
+                return;
+            }
+            if kind == Kind::Cached {
+                for arg in &func.args {
+                    if let Some(span) = arg.impl_trait {
+                        cx.error(
+                            span,
+                            format!(
+                                "`{}` is an `impl Trait` argument and cannot be part of a derived key; \
+                                 give `key = \"...\"` naming the arguments that identify the result",
+                                arg.ident
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_codec(opts: &Options, cx: &Ctxt) {
+    let Some(codec) = &opts.codec else { return };
+    if codec.value != "raw" {
+        return;
+    }
+    if opts.encrypt.is_some() {
+        cx.error(
+            codec.span,
+            "`encrypt` cannot be combined with `codec = \"raw\"`: the encrypted engine stores codec output; \
+             use `codec = \"msgpack\"` (the default) or drop `encrypt`",
+        );
+    }
+    for (flag, name) in [
+        (opts.refresh_beta.as_ref().map(|s| s.span), "refresh_ahead"),
+        (opts.stale_ms.as_ref().map(|s| s.span), "stale_if_error"),
+    ] {
+        if flag.is_some() {
+            cx.error(
+                codec.span,
+                format!("`{name}` stores freshness metadata next to the value, which `codec = \"raw\"` cannot encode"),
+            );
+        }
+    }
+}
+
+fn check_return_options(opts: &Options, func: &Func, cx: &Ctxt) {
+    let is_result = matches!(func.ret_kind, Return::Result { .. });
+    let is_option = matches!(func.ret_kind, Return::Option { .. });
+    if let (Some(span), false) = (opts.cache_err, is_result) {
+        cx.error(span, "`cache_err` needs a function returning `Result<T, E>`");
+    }
+    if let (Some(span), false) = (opts.cache_none, is_option) {
+        cx.error(span, "`cache_none` needs a function returning `Option<T>`");
+    }
+    if let Some(stale) = &opts.stale_ms {
+        if !is_result {
+            cx.error(
+                stale.span,
+                "`stale_if_error` needs a function returning `Result<T, E>`: only an `Err` is a failure",
+            );
+        } else if opts.cache_err.is_some() {
+            cx.error(
+                stale.span,
+                "`stale_if_error` and `cache_err` contradict each other: an `Err` is either cached or replaced",
+            );
+        }
+    }
+    let inner = match &func.ret_kind {
+        Return::Result { ok } => Some(ok),
+        Return::Option { inner } => Some(inner),
+        Return::Plain => None,
+    };
+    if let Some(Type::Reference(r)) = inner {
+        cx.error(
+            r.span(),
+            "a memoized function cannot return a reference: cached values are owned and outlive the call; \
+             return an owned type (`String`, `Vec<T>`, `Arc<T>`)",
+        );
+    }
+    if let Some(cache) = &opts.cache {
+        if let CacheOpt::Named(name) = &cache.value {
+            if name.is_empty() {
+                cx.error(cache.span, "`cache` names a registered cache and cannot be empty");
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Distributed single-flight: one loader per key across a fleet of processes.
+//!
+//! When a hot key expires, every process that misses would run the expensive
+//! loader at once (a stampede). [`DistributedLoader::get_or_load`] lets exactly
+//! one of them load: it takes a lease with `SET lock NX PX`, keeps the lease
+//! alive while the loader runs, stores the value, and releases the lease with a
+//! compare-and-delete script so it never frees a lease it no longer owns. The
+//! others wait for the value to land and read it from the cache.
+//!
+//! If the lease holder dies, its lease expires and a waiter takes over. If
+//! waiting takes longer than `wait_timeout`, or Redis itself fails, a caller
+//! runs the loader itself: availability beats strict once-only loading.
+
+use crate::cache::{Cache, CacheExt};
+use crate::connection::RedisConnection;
+use crate::error::Result;
+use crate::keys::ttl_millis;
+use once_cell::sync::Lazy;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Deletes the lease only if it still holds our token.
+static RELEASE: Lazy<redis::Script> = Lazy::new(|| {
+    redis::Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+    )
+});
+
+/// Extends the lease only if it still holds our token.
+static RENEW: Lazy<redis::Script> = Lazy::new(|| {
+    redis::Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+    )
+});
+
+/// Coordinates loaders across processes through leases in Redis.
+///
+/// ```no_run
+/// use memorix_runtime::{DistributedLoader, RedisCache, RedisConfig};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> memorix_runtime::Result<()> {
+/// let cache = RedisCache::connect(RedisConfig::new()).await?;
+/// let loader = DistributedLoader::new(cache.client()?);
+/// let report: String = loader
+///     .get_or_load(&cache, "report:today", Some(Duration::from_secs(300)), || async {
+///         Ok::<_, memorix_runtime::CacheError>("expensive".to_owned())
+///     })
+///     .await?;
+/// # let _ = report; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DistributedLoader {
+    conn: RedisConnection,
+    lease: Duration,
+    wait_timeout: Duration,
+    lock_prefix: String,
+}
+
+impl DistributedLoader {
+    /// A loader with a 10 s lease (renewed while the loader runs) that waits at
+    /// most 30 s for another process's value.
+    pub fn new(conn: RedisConnection) -> Self {
+        DistributedLoader {
+            conn,
+            lease: Duration::from_secs(10),
+            wait_timeout: Duration::from_secs(30),
+            lock_prefix: "memorix:lock:".to_owned(),
+        }
+    }
+
+    /// How long a lease lives without renewal. A crashed holder blocks others
+    /// for at most this long.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How long a waiter waits before it loads by itself.
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Prefix of the lease keys (default `memorix:lock:`).
+    #[must_use]
+    pub fn lock_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.lock_prefix = prefix.into();
+        self
+    }
+
+    /// Returns the cached value of `key`, or runs `load` in exactly one
+    /// process at a time, stores its value with `ttl` and returns it.
+    ///
+    /// Only the loader's own error reaches the caller. Cache and lock failures
+    /// are logged and never fail the call: the worst case is that the loader
+    /// runs more than once.
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        cache: &dyn Cache,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let lock_key = format!("{}{}{}", self.lock_prefix, cache.prefix(), key);
+        let token = random_token();
+        let deadline = Instant::now() + self.wait_timeout;
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            if let Some(value) = read(cache, key).await {
+                return Ok(value);
+            }
+            match self.try_acquire(&lock_key, &token).await {
+                Ok(true) => break,
+                Ok(false) if Instant::now() < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Ok(false) => {
+                    tracing::warn!(key, "waited too long for another loader; loading here");
+                    return self.load_and_store(cache, key, ttl, load).await;
+                }
+                Err(err) => {
+                    tracing::warn!(key, error = %err, "lease unavailable; loading without it");
+                    return self.load_and_store(cache, key, ttl, load).await;
+                }
+            }
+        }
+        // We hold the lease. The value may have landed between our read and
+        // the acquire: check once more before doing the work.
+        if let Some(value) = read(cache, key).await {
+            self.release(&lock_key, &token).await;
+            return Ok(value);
+        }
+        let renewal = tokio::spawn(renew_while_loading(
+            self.conn.clone(),
+            lock_key.clone(),
+            token.clone(),
+            self.lease,
+        ));
+        let outcome = self.load_and_store(cache, key, ttl, load).await;
+        renewal.abort();
+        self.release(&lock_key, &token).await;
+        outcome
+    }
+
+    async fn load_and_store<T, E, F, Fut>(
+        &self,
+        cache: &dyn Cache,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + Sync,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let value = load().await?;
+        if let Err(err) = cache.set(key, &value, ttl).await {
+            tracing::warn!(key, error = %err, "could not store the loaded value");
+        }
+        Ok(value)
+    }
+
+    async fn try_acquire(&self, lock_key: &str, token: &str) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(lock_key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(self.lease))
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    async fn release(&self, lock_key: &str, token: &str) {
+        let mut conn = self.conn.clone();
+        let released: redis::RedisResult<i64> = RELEASE.key(lock_key).arg(token).invoke_async(&mut conn).await;
+        if let Err(err) = released {
+            tracing::debug!(error = %err, "lease release failed; it will expire by itself");
+        }
+    }
+}
+
+/// A decode failure or dead cache reads as a miss here: the caller then loads.
+async fn read<T: DeserializeOwned + Send>(cache: &dyn Cache, key: &str) -> Option<T> {
+    match cache.get::<T>(key).await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::debug!(key, error = %err, "cache read failed during single-flight");
+            None
+        }
+    }
+}
+
+/// Renews the lease at a third of its length until aborted or lost.
+async fn renew_while_loading(mut conn: RedisConnection, lock_key: String, token: String, lease: Duration) {
+    let every = lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let renewed: redis::RedisResult<i64> = RENEW
+            .key(&lock_key)
+            .arg(&token)
+            .arg(ttl_millis(lease))
+            .invoke_async(&mut conn)
+            .await;
+        match renewed {
+            Ok(1) => {}
+            Ok(_) => return, // the lease is gone or someone else's: stop touching it
+            Err(err) => tracing::debug!(error = %err, "lease renewal failed"),
+        }
+    }
+}
+
+/// 128 random bits, hex-encoded: a lease token no other holder can guess.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No OS randomness: fall back to time and address entropy. Uniqueness
+        // across processes, not secrecy, is what the token needs.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = (nanos ^ (std::process::id() as u128) << 64).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

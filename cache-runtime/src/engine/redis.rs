@@ -1,0 +1,412 @@
+//! [`RedisCache`]: the cache API on one Redis server.
+
+use crate::cache::{Cache, CorruptEntryPolicy};
+use crate::codec::{Codec, MsgPack};
+use crate::connection::{self, RedisConfig, RedisConnection};
+use crate::error::{CacheError, Result};
+use crate::keys::{effective_ttl, ttl_millis, Prefix};
+use crate::pipeline::{Pipeline, Transform};
+use crate::stats::CacheStats;
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many keys one SCAN step asks for and one UNLINK removes during `purge`.
+const PURGE_BATCH: usize = 500;
+
+/// A cache on Redis.
+///
+/// Values are encoded by the codec (MessagePack by default), run through the
+/// byte [`Pipeline`] (plain by default, so entries are byte-compatible with
+/// other clients using the same codec, rick's `RedisCache` included) and
+/// stored with `SET key value PX ttl`.
+///
+/// ```no_run
+/// use memorix_runtime::{Cache, CacheExt, RedisCache, RedisConfig};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> memorix_runtime::Result<()> {
+/// let cache = RedisCache::builder()
+///     .config(RedisConfig::from_url("redis://127.0.0.1:6379/0")?)
+///     .prefix("myapp:")
+///     .connect()
+///     .await?;
+/// cache.set("user:1", &("Ada", 36), Some(Duration::from_secs(60))).await?;
+/// let user: Option<(String, u32)> = cache.get("user:1").await?;
+/// # let _ = user; Ok(()) }
+/// ```
+pub struct RedisCache {
+    conns: ArcSwapOption<Vec<RedisConnection>>,
+    next_conn: AtomicUsize,
+    client: Option<redis::Client>,
+    prefix: Prefix,
+    codec: Arc<dyn Codec>,
+    pipeline: Pipeline,
+    default_ttl: Option<Duration>,
+    retry_on_timeout: bool,
+    on_corrupt: CorruptEntryPolicy,
+    stats: CacheStats,
+    health_check: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("prefix", &self.prefix.get())
+            .field("codec", &self.codec.name())
+            .field("pipeline", &self.pipeline)
+            .field("default_ttl", &self.default_ttl)
+            .field("closed", &self.conns.load().is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisCache`].
+#[must_use]
+pub struct RedisCacheBuilder {
+    config: Option<RedisConfig>,
+    connection: Option<RedisConnection>,
+    prefix: String,
+    codec: Arc<dyn Codec>,
+    pipeline: Pipeline,
+    default_ttl: Option<Duration>,
+    on_corrupt: CorruptEntryPolicy,
+}
+
+impl Default for RedisCacheBuilder {
+    fn default() -> Self {
+        RedisCacheBuilder {
+            config: None,
+            connection: None,
+            prefix: String::new(),
+            codec: Arc::new(MsgPack),
+            pipeline: Pipeline::plain(),
+            default_ttl: None,
+            on_corrupt: CorruptEntryPolicy::Error,
+        }
+    }
+}
+
+impl fmt::Debug for RedisCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCacheBuilder")
+            .field("config", &self.config)
+            .field("prefix", &self.prefix)
+            .field("codec", &self.codec.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCacheBuilder {
+    /// Where to connect (default: `127.0.0.1:6379`).
+    pub fn config(mut self, config: RedisConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Use a connection you built instead of opening one (rick's `backend=`).
+    pub fn connection(mut self, connection: impl Into<RedisConnection>) -> Self {
+        self.connection = Some(connection.into());
+        self
+    }
+
+    /// Key prefix, e.g. `"myapp:prod:"`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Codec for typed values (default: [`MsgPack`]).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Arc::new(codec);
+        self
+    }
+
+    /// Adds a byte transform (compression, encryption) after the codec.
+    pub fn transform(mut self, stage: Arc<dyn Transform>) -> Self {
+        self.pipeline = self.pipeline.then(stage);
+        self
+    }
+
+    /// TTL used when a write passes `None`.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// What typed reads do with entries that do not decode.
+    pub fn on_corrupt_entry(mut self, policy: CorruptEntryPolicy) -> Self {
+        self.on_corrupt = policy;
+        self
+    }
+
+    /// Opens the connection (unless one was given) and builds the cache.
+    pub async fn connect(self) -> Result<RedisCache> {
+        if self.default_ttl.is_some_and(|t| t.is_zero()) {
+            return Err(CacheError::config("default_ttl", "must be greater than zero"));
+        }
+        let config = self.config.clone().unwrap_or_default();
+        let opened = self.connection.is_none();
+        let (client, conns) = match self.connection.clone() {
+            Some(conn) => (None, vec![conn]),
+            None => connection::open(&config).await?,
+        };
+        let conns = Arc::new(conns);
+        let health_check = match (opened, config.health_check_interval()) {
+            (true, Some(every)) => Some(tokio::spawn(health_check(Arc::downgrade(&conns), every))),
+            _ => None,
+        };
+        Ok(RedisCache {
+            conns: ArcSwapOption::new(Some(conns)),
+            next_conn: AtomicUsize::new(0),
+            client,
+            prefix: Prefix::new(self.prefix),
+            codec: self.codec,
+            pipeline: self.pipeline,
+            default_ttl: self.default_ttl,
+            retry_on_timeout: config.retry_on_timeout(),
+            on_corrupt: self.on_corrupt,
+            stats: CacheStats::default(),
+            health_check,
+        })
+    }
+}
+
+/// Pings every connection at `every`, so a broken one reconnects before a
+/// caller needs it. Stops when the cache is dropped or closed.
+async fn health_check(conns: std::sync::Weak<Vec<RedisConnection>>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(conns) = conns.upgrade() else { return };
+        for conn in conns.iter() {
+            let mut conn = conn.clone();
+            if let Err(err) = redis::cmd("PING").query_async::<()>(&mut conn).await {
+                tracing::debug!(error = %err, "redis health check failed");
+            }
+        }
+    }
+}
+
+impl Drop for RedisCache {
+    fn drop(&mut self) {
+        if let Some(task) = &self.health_check {
+            task.abort();
+        }
+    }
+}
+
+impl RedisCache {
+    /// A builder with the defaults: `127.0.0.1:6379`, MessagePack, no prefix.
+    pub fn builder() -> RedisCacheBuilder {
+        RedisCacheBuilder::default()
+    }
+
+    /// Connects with `config` and the defaults for everything else.
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        Self::builder().config(config).connect().await
+    }
+
+    /// Wraps a connection you already built (rick's `backend=`).
+    pub async fn with_connection(connection: impl Into<RedisConnection>) -> Result<Self> {
+        Self::builder().connection(connection).connect().await
+    }
+
+    /// The underlying connection, for pipelines, scripts, `INFO` and anything
+    /// else redis-rs can do. Cloning it is cheap; it shares the socket.
+    pub fn client(&self) -> Result<RedisConnection> {
+        let conns = self.conns.load();
+        let conns = conns.as_ref().ok_or(CacheError::Closed)?;
+        let index = self.next_conn.fetch_add(1, Relaxed) % conns.len();
+        Ok(conns[index].clone())
+    }
+
+    /// The redis-rs `Client` this cache opened its connections with, for
+    /// pub/sub and other dedicated connections. `None` when the cache wraps a
+    /// connection given to [`RedisCache::with_connection`], and on a cluster
+    /// or sentinel config (no single server to point a client at).
+    pub fn redis_client(&self) -> Option<&redis::Client> {
+        self.client.as_ref()
+    }
+
+    /// The byte pipeline between the codec and Redis.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Deletes every key in the current database, whatever its prefix: rick's
+    /// `purge()`. Prefer [`Cache::purge`], which removes only this cache's keys.
+    pub async fn flush_db(&self) -> Result<()> {
+        self.run(&redis::cmd("FLUSHDB")).await
+    }
+
+    /// Remaining time to live of `key`: `None` if the key does not exist or has
+    /// no expiry.
+    pub async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
+        let ms: i64 = self.run(redis::cmd("PTTL").arg(self.prefix.apply(key))).await?;
+        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
+
+    /// Runs a command with this cache's timeout-retry policy.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.client()?;
+        match cmd.query_async(&mut conn).await {
+            Err(err) if err.is_timeout() && self.retry_on_timeout => Ok(cmd.query_async(&mut conn).await?),
+            other => Ok(other?),
+        }
+    }
+
+    /// Runs a pipeline with this cache's timeout-retry policy.
+    async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.client()?;
+        match pipe.query_async(&mut conn).await {
+            Err(err) if err.is_timeout() && self.retry_on_timeout => Ok(pipe.query_async(&mut conn).await?),
+            other => Ok(other?),
+        }
+    }
+
+    fn set_cmd(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<redis::Cmd> {
+        let sealed = self.pipeline.seal(value)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.prefix.apply(key)).arg(sealed.as_ref());
+        if let Some(ttl) = effective_ttl(ttl, self.default_ttl)? {
+            cmd.arg("PX").arg(ttl_millis(ttl));
+        }
+        Ok(cmd)
+    }
+
+    fn open_entry(&self, stored: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
+        match stored {
+            Some(bytes) => {
+                self.stats.record_hit();
+                self.pipeline.open(bytes).map(Some)
+            }
+            None => {
+                self.stats.record_miss();
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let stored: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(self.prefix.apply(key))).await?;
+        self.open_entry(stored)
+    }
+
+    async fn set_bytes(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
+        self.run(&self.set_cmd(key, value, ttl)?).await
+    }
+
+    async fn get_many_bytes(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored: Vec<Option<Vec<u8>>> = match self.client()? {
+            // One MGET per slot, one pipeline per primary.
+            RedisConnection::Cluster(mut cluster) => {
+                let keys: Vec<String> = keys.iter().map(|key| self.prefix.apply(key)).collect();
+                cluster.mget(&keys).await?
+            }
+            _ => {
+                let mut cmd = redis::cmd("MGET");
+                for key in keys {
+                    cmd.arg(self.prefix.apply(key));
+                }
+                self.run(&cmd).await?
+            }
+        };
+        stored.into_iter().map(|entry| self.open_entry(entry)).collect()
+    }
+
+    async fn set_many_bytes(&self, entries: &[(&str, &[u8])], ttl: Option<Duration>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let RedisConnection::Cluster(mut cluster) = self.client()? {
+            // A pipeline may not span slots on a cluster: one per primary instead.
+            let cmds = entries
+                .iter()
+                .map(|(key, value)| Ok((self.prefix.apply(key), self.set_cmd(key, value, ttl)?)))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(cluster.exec_keyed(cmds).await?);
+        }
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.add_command(self.set_cmd(key, value, ttl)?).ignore();
+        }
+        self.run_pipe(&pipe).await
+    }
+
+    async fn has(&self, key: &str) -> Result<bool> {
+        let count: u64 = self.run(redis::cmd("EXISTS").arg(self.prefix.apply(key))).await?;
+        Ok(count > 0)
+    }
+
+    async fn remove(&self, key: &str) -> Result<bool> {
+        let count: u64 = self.run(redis::cmd("UNLINK").arg(self.prefix.apply(key))).await?;
+        Ok(count > 0)
+    }
+
+    async fn purge(&self) -> Result<()> {
+        let pattern = self.prefix.scan_pattern();
+        if let RedisConnection::Cluster(mut cluster) = self.client()? {
+            // SCAN sees one node's keys: scan every primary.
+            return Ok(cluster.scan_unlink(&pattern, PURGE_BATCH).await?);
+        }
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(PURGE_BATCH),
+                )
+                .await?;
+            if !keys.is_empty() {
+                self.run::<()>(redis::cmd("UNLINK").arg(keys)).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        if let Some(task) = &self.health_check {
+            task.abort();
+        }
+        self.conns.store(None);
+        Ok(())
+    }
+
+    fn prefix(&self) -> String {
+        self.prefix.get()
+    }
+
+    fn set_prefix(&self, prefix: &str) {
+        self.prefix.set(prefix);
+    }
+
+    fn codec(&self) -> &dyn Codec {
+        self.codec.as_ref()
+    }
+
+    fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    fn corrupt_entry_policy(&self) -> CorruptEntryPolicy {
+        self.on_corrupt
+    }
+}

@@ -1,0 +1,302 @@
+//! The stored byte format of the two-tier engine: a small versioned header,
+//! then the body.
+//!
+//! ```text
+//! byte 0   magic 0xD7
+//! byte 1   format version (1)
+//! byte 2   flags: bit 0 = zlib-compressed, bit 1 = encrypted
+//! byte 3   codec: 0 = other, 1 = msgpack, 2 = json, 3 = pickle, 4 = raw bytes
+//! byte 4.. body: codec bytes, compressed if flagged, then encrypted if flagged
+//! ```
+//!
+//! Any reader knows from the header how to decode a value, whatever the
+//! writer's settings were: a reader with compression off still reads a
+//! compressed value, and a value written without encryption is refused by a
+//! reader that holds a key (it could have been planted by anyone with write
+//! access to Redis).
+//!
+//! [`Envelope`] is a [`Transform`], so it is one stage of the one value
+//! [`Pipeline`](crate::Pipeline): codec -> compress -> encrypt -> header.
+//!
+//! ```
+//! use memorix_runtime::{Compression, Envelope, Header, MsgPack, Transform};
+//!
+//! let envelope = Envelope::new(&MsgPack).compression(Compression::new().threshold(16).build()?);
+//! let stored = envelope.seal(&[7u8; 1_000])?;
+//! let header = Header::parse(&stored)?.0;
+//! assert!(header.compressed() && !header.encrypted());
+//! assert_eq!(envelope.open(&stored)?, vec![7u8; 1_000]);
+//! # Ok::<_, memorix_runtime::CacheError>(())
+//! ```
+
+use crate::codec::{BuiltinCodec, Codec};
+use crate::compression::Compression;
+use crate::error::{CacheError, Result};
+use crate::metrics::CompressionCounters;
+use crate::pipeline::Transform;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// First byte of every enveloped value.
+pub const ENVELOPE_MAGIC: u8 = 0xD7;
+/// Current format version.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 4;
+
+const FLAG_COMPRESSED: u8 = 0b01;
+const FLAG_ENCRYPTED: u8 = 0b10;
+
+/// The parsed header of a stored value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    flags: u8,
+    codec: u8,
+}
+
+impl Header {
+    /// Splits stored bytes into header and body, or fails with
+    /// [`CacheError::Codec`] when they do not start with a known header.
+    pub fn parse(stored: &[u8]) -> Result<(Header, &[u8])> {
+        let bad = |why: String| CacheError::codec("envelope", why);
+        if stored.len() < HEADER_LEN {
+            return Err(bad(format!("{} bytes is too short for the header", stored.len())));
+        }
+        if stored[0] != ENVELOPE_MAGIC {
+            return Err(bad(format!(
+                "missing header (first byte 0x{:02x}): not written by GenericRedisCache",
+                stored[0]
+            )));
+        }
+        if stored[1] != ENVELOPE_VERSION {
+            return Err(bad(format!("unsupported format version {}", stored[1])));
+        }
+        let flags = stored[2];
+        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
+            return Err(bad(format!("unknown flags 0b{flags:08b}")));
+        }
+        Ok((
+            Header {
+                flags,
+                codec: stored[3],
+            },
+            &stored[HEADER_LEN..],
+        ))
+    }
+
+    /// True when the body is zlib-compressed.
+    pub fn compressed(&self) -> bool {
+        self.flags & FLAG_COMPRESSED != 0
+    }
+
+    /// True when the body is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.flags & FLAG_ENCRYPTED != 0
+    }
+
+    /// The codec id byte (0 = a user codec, 1 = msgpack, 2 = json, 3 = pickle, 4 = raw).
+    pub fn codec_id(&self) -> u8 {
+        self.codec
+    }
+}
+
+/// The codec id written into the header.
+pub(crate) fn codec_id(codec: &dyn Codec) -> u8 {
+    match codec.builtin() {
+        Some(BuiltinCodec::MsgPack) => 1,
+        Some(BuiltinCodec::Json) => 2,
+        Some(BuiltinCodec::Pickle) => 3,
+        Some(BuiltinCodec::RawBytes) => 4,
+        _ => 0,
+    }
+}
+
+fn codec_name(id: u8) -> &'static str {
+    match id {
+        1 => "msgpack",
+        2 => "json",
+        3 => "pickle",
+        4 => "raw",
+        _ => "a user codec",
+    }
+}
+
+/// The header stage: compresses above a threshold, encrypts with any cipher
+/// [`Transform`], and frames the result with a [`Header`].
+#[derive(Clone)]
+#[must_use]
+pub struct Envelope {
+    codec: u8,
+    codec_name: &'static str,
+    compression: Option<Compression>,
+    cipher: Option<Arc<dyn Transform>>,
+    counters: Arc<CompressionCounters>,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("codec", &self.codec_name)
+            .field("compression", &self.compression)
+            .field("encrypted", &self.cipher.is_some())
+            .finish()
+    }
+}
+
+impl Envelope {
+    /// An envelope for values encoded by `codec`, without compression or encryption.
+    pub fn new(codec: &dyn Codec) -> Self {
+        Envelope {
+            codec: codec_id(codec),
+            codec_name: codec.name(),
+            compression: None,
+            cipher: None,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Compresses values above the stage's threshold.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// Encrypts every value with `cipher` (for example the crypto module's Fernet stage).
+    pub fn cipher(mut self, cipher: Arc<dyn Transform>) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
+
+    /// Records compression work into `counters`.
+    pub(crate) fn counters(mut self, counters: Arc<CompressionCounters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// True when a cipher is configured.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    fn cap(&self) -> usize {
+        self.compression
+            .map_or(crate::compression::DEFAULT_MAX_DECOMPRESSED, |c| {
+                c.max_decompressed_bytes()
+            })
+    }
+}
+
+impl Transform for Envelope {
+    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
+        let mut flags = 0;
+        let mut body: Option<Vec<u8>> = None;
+        if let Some(compression) = &self.compression {
+            if plain.len() > compression.threshold_bytes() {
+                let started = Instant::now();
+                let packed = compression.compress_if_worth(plain)?;
+                self.counters.record(
+                    plain.len(),
+                    packed.as_ref().map_or(plain.len(), Vec::len),
+                    started.elapsed(),
+                );
+                if let Some(packed) = packed {
+                    flags |= FLAG_COMPRESSED;
+                    body = Some(packed);
+                }
+            }
+        }
+        if let Some(cipher) = &self.cipher {
+            flags |= FLAG_ENCRYPTED;
+            body = Some(cipher.seal(body.as_deref().unwrap_or(plain))?);
+        }
+        let body = body.as_deref().unwrap_or(plain);
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(&[ENVELOPE_MAGIC, ENVELOPE_VERSION, flags, self.codec]);
+        out.extend_from_slice(body);
+        Ok(out)
+    }
+
+    fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
+        let (header, body) = Header::parse(stored)?;
+        if header.codec != self.codec && header.codec != 0 && self.codec != 0 {
+            return Err(CacheError::codec(
+                self.codec_name,
+                format!("value was written with {}", codec_name(header.codec)),
+            ));
+        }
+        let decrypted;
+        let body = match (header.encrypted(), &self.cipher) {
+            (true, Some(cipher)) => {
+                decrypted = cipher.open(body)?;
+                decrypted.as_slice()
+            }
+            (true, None) => return Err(CacheError::Crypto("value is encrypted but no key is configured".into())),
+            (false, Some(_)) => {
+                return Err(CacheError::Crypto(
+                    "refusing an unencrypted value: this cache encrypts, so plain values are not trusted".into(),
+                ))
+            }
+            (false, None) => body,
+        };
+        if header.compressed() {
+            crate::compression::decompress(body, self.cap())
+        } else {
+            Ok(body.to_vec())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Json, MsgPack};
+
+    #[derive(Debug)]
+    struct Xor;
+    impl Transform for Xor {
+        fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
+            Ok(plain.iter().map(|b| b ^ 0x5a).collect())
+        }
+        fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
+            self.seal(stored)
+        }
+    }
+
+    #[test]
+    fn flags_tell_how_to_read() {
+        let compression = Compression::new().threshold(8).build().unwrap();
+        let writer = Envelope::new(&MsgPack).compression(compression).cipher(Arc::new(Xor));
+        let value = vec![1u8; 500];
+        let stored = writer.seal(&value).unwrap();
+        let (header, _) = Header::parse(&stored).unwrap();
+        assert!(header.compressed() && header.encrypted());
+        assert_eq!(header.codec_id(), 1);
+        // A reader without compression configured still inflates.
+        let reader = Envelope::new(&MsgPack).cipher(Arc::new(Xor));
+        assert_eq!(reader.open(&stored).unwrap(), value);
+        // Small values are not compressed.
+        let small = writer.seal(b"abc").unwrap();
+        assert!(!Header::parse(&small).unwrap().0.compressed());
+        assert_eq!(writer.open(&small).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn mismatches_are_typed_errors() {
+        let plain = Envelope::new(&MsgPack);
+        let encrypted = Envelope::new(&MsgPack).cipher(Arc::new(Xor));
+        let stored_plain = plain.seal(b"x").unwrap();
+        let stored_enc = encrypted.seal(b"x").unwrap();
+        assert!(matches!(encrypted.open(&stored_plain), Err(CacheError::Crypto(_))));
+        assert!(matches!(plain.open(&stored_enc), Err(CacheError::Crypto(_))));
+        assert!(Envelope::new(&Json).open(&stored_plain).unwrap_err().is_corrupt_entry());
+        for bad in [&b""[..], b"\xd7\x01", b"abcd", b"\xd7\x09\x00\x01", b"\xd7\x01\x80\x01"] {
+            assert!(plain.open(bad).unwrap_err().is_corrupt_entry(), "{bad:?}");
+        }
+        let bomb = crate::compression::compress(&vec![0u8; 2 << 20], 9).unwrap();
+        let mut stored = vec![ENVELOPE_MAGIC, ENVELOPE_VERSION, FLAG_COMPRESSED, 1];
+        stored.extend_from_slice(&bomb);
+        let capped = Envelope::new(&MsgPack).compression(Compression::new().max_decompressed(1 << 20).build().unwrap());
+        assert!(matches!(capped.open(&stored), Err(CacheError::Compression(_))));
+    }
+}

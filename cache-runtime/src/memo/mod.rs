@@ -1,0 +1,35 @@
+//! Memoization support for the attribute macros: the default and named caches,
+//! key building, single-flight, early refresh and fail-open calls.
+//!
+//! Most of this module is reached through `#[cached]`, `#[cache_put]` and
+//! `#[cache_evict]`; the public items here configure where memoized values go:
+//!
+//! - [`init`] replaces the default cache (an embedded in-memory cache until
+//!   then); [`init_from_env`] connects it to `REDIS_URL` when that is set.
+//! - [`register`] names a cache for `#[cached(cache = "name")]`; an encrypted
+//!   engine registered as [`ENCRYPTED_CACHE`] serves `#[cached(encrypt)]`.
+//! - [`default_cache`] / [`named_cache`] hand the caches back, e.g. to purge.
+//! - [`stats`] counts misses, absorbed cache errors, stale answers and
+//!   coalesced callers.
+//!
+//! In-process engines ([`MemoryCache`](crate::MemoryCache)) also keep each
+//! memoized value decoded, so a hit is a hash lookup and a `clone()`; writes
+//! through [`default_cache`] / [`named_cache`] keep both views in step.
+
+mod call;
+mod flight;
+mod key;
+mod l0;
+mod registry;
+mod spec;
+mod stats;
+mod tier;
+
+pub use call::{CacheHandle, Lookup, Memo, Miss, Storable};
+pub use key::{KeyBuf, KeyError, MAX_ARGS_LEN};
+pub use registry::{
+    default_cache, init, init_from_env, init_shared, named_cache, register, register_shared, ENCRYPTED_CACHE,
+};
+pub use spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
+pub use stats::{stats, MemoStats};
+pub use tier::{Tiered, DEFAULT_TIER_CAPACITY};

@@ -1,0 +1,159 @@
+//! The default cache and the named caches of memoized functions.
+
+use super::tier::{advance_epoch, LocalTier, Tiered, DEFAULT_TIER_CAPACITY};
+use crate::cache::Cache;
+use crate::engine::{MemoryCache, RedisCache};
+use crate::error::Result;
+use arc_swap::ArcSwap;
+use once_cell::sync::Lazy;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The name under which `#[cached(encrypt)]` looks for its engine: register an
+/// encrypted engine with `memorix::register(ENCRYPTED_CACHE, cache)`.
+pub const ENCRYPTED_CACHE: &str = "encrypted";
+
+/// Entries of the embedded default cache.
+const EMBEDDED_CAPACITY: u64 = 100_000;
+
+/// A cache as memoized functions see it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// The engine itself; memo code reads and writes here.
+    pub(crate) engine: Arc<dyn Cache>,
+    /// What users get from the registry: the engine, or a [`Tiered`] wrapper.
+    pub(crate) public: Arc<dyn Cache>,
+    /// Decoded values, for in-process engines.
+    pub(crate) tier: Option<Arc<LocalTier>>,
+}
+
+impl Slot {
+    fn new<C: Cache + 'static>(cache: C) -> Self {
+        let local = TypeId::of::<C>() == TypeId::of::<MemoryCache>();
+        Self::from_arc(Arc::new(cache), local)
+    }
+
+    pub(crate) fn from_arc(engine: Arc<dyn Cache>, local: bool) -> Self {
+        if local {
+            let tier = Arc::new(LocalTier::new(DEFAULT_TIER_CAPACITY));
+            let public: Arc<dyn Cache> = Arc::new(Tiered {
+                inner: engine.clone(),
+                tier: tier.clone(),
+            });
+            Slot {
+                engine,
+                public,
+                tier: Some(tier),
+            }
+        } else {
+            Slot {
+                public: engine.clone(),
+                engine,
+                tier: None,
+            }
+        }
+    }
+
+    /// A slot for a cache passed with `cache = EXPR`: no typed tier.
+    pub(crate) fn shared(engine: Arc<dyn Cache>) -> Self {
+        Self::from_arc(engine, false)
+    }
+
+    /// True when the engine lives in this process (its futures never wait).
+    pub(crate) fn is_local(&self) -> bool {
+        self.tier.is_some()
+    }
+}
+
+static DEFAULT: Lazy<ArcSwap<Slot>> =
+    Lazy::new(|| ArcSwap::from_pointee(Slot::new(MemoryCache::new(EMBEDDED_CAPACITY))));
+
+static NAMED: Lazy<RwLock<HashMap<String, Arc<Slot>>>> = Lazy::new(Default::default);
+
+pub(crate) fn default_slot() -> arc_swap::Guard<Arc<Slot>> {
+    DEFAULT.load()
+}
+
+pub(crate) fn named_slot(name: &str) -> Option<Arc<Slot>> {
+    NAMED.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+}
+
+/// Makes `cache` the default cache of every memoized function that names no
+/// other (`#[cached]` without `cache = ...`).
+///
+/// Without a call to `init`, memoized functions use an embedded in-memory
+/// cache of 100 000 entries. A [`MemoryCache`] given here keeps the typed fast
+/// path; any other engine is reached through its [`Cache`] methods.
+///
+/// ```
+/// memorix_runtime::memo::init(memorix_runtime::MemoryCache::new(1_000));
+/// ```
+pub fn init<C: Cache + 'static>(cache: C) {
+    DEFAULT.store(Arc::new(Slot::new(cache)));
+    advance_epoch();
+}
+
+/// Like [`init`], for a cache shared with other code. No typed fast path: the
+/// other holders of the `Arc` could change entries behind its back.
+pub fn init_shared(cache: Arc<dyn Cache>) {
+    DEFAULT.store(Arc::new(Slot::from_arc(cache, false)));
+    advance_epoch();
+}
+
+/// Registers `cache` under `name`, for `#[cached(cache = "name")]`. Replaces a
+/// cache registered earlier under the same name.
+///
+/// ```
+/// memorix_runtime::memo::register("users", memorix_runtime::MemoryCache::new(1_000));
+/// assert!(memorix_runtime::memo::named_cache("users").is_some());
+/// ```
+pub fn register<C: Cache + 'static>(name: &str, cache: C) {
+    let slot = Arc::new(Slot::new(cache));
+    NAMED
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_owned(), slot);
+}
+
+/// Like [`register`], for a cache shared with other code (no typed fast path).
+pub fn register_shared(name: &str, cache: Arc<dyn Cache>) {
+    let slot = Arc::new(Slot::from_arc(cache, false));
+    NAMED
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_owned(), slot);
+}
+
+/// The default cache of memoized functions. For an in-process engine, writes
+/// through this handle also drop the decoded copies memoized functions keep.
+pub fn default_cache() -> Arc<dyn Cache> {
+    DEFAULT.load().public.clone()
+}
+
+/// The cache registered under `name`, if any.
+pub fn named_cache(name: &str) -> Option<Arc<dyn Cache>> {
+    named_slot(name).map(|s| s.public.clone())
+}
+
+/// Connects the default cache to Redis when the `REDIS_URL` environment
+/// variable is set; otherwise keeps the in-memory default. Returns true when
+/// Redis was configured.
+///
+/// ```no_run
+/// # async fn demo() -> memorix_runtime::Result<()> {
+/// if memorix_runtime::memo::init_from_env().await? {
+///     println!("memoized functions cache in Redis");
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn init_from_env() -> Result<bool> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let config = crate::RedisConfig::from_url(url.trim())?;
+            init(RedisCache::connect(config).await?);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}

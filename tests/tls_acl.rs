@@ -1,0 +1,265 @@
+//! `GenericRedisCache` security against real servers: TLS (rustls, mutual
+//! TLS, certificate verification) on `redis-server --tls-port` with
+//! certificates made here, and an ACL user limited to a key pattern.
+
+mod support;
+
+use memorix::prelude::*;
+use memorix::{CacheError, GenericRedisCache, RedisConfig, SecurityConfig, TlsConfig, SECURE_SCORE};
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
+};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::RedisServer;
+
+const ADMIN_PASSWORD: &str = "admin-pw-9f2c";
+const CACHE_PASSWORD: &str = "cache-pw-41be";
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn ca(name: &str) -> (Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    (params.self_signed(&key).unwrap(), key)
+}
+
+fn leaf(ca: &(Certificate, KeyPair), usage: ExtendedKeyUsagePurpose) -> (Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![
+        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        SanType::DnsName("localhost".try_into().unwrap()),
+    ];
+    params.distinguished_name.push(DnType::CommonName, "memorix test");
+    params.extended_key_usages = vec![usage];
+    (params.signed_by(&key, &ca.0, &ca.1).unwrap(), key)
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+fn make_pki() -> Pki {
+    let pki = Pki {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let authority = ca("memorix test CA");
+    let server = leaf(&authority, ExtendedKeyUsagePurpose::ServerAuth);
+    let client = leaf(&authority, ExtendedKeyUsagePurpose::ClientAuth);
+    let write = |name: &str, text: String| std::fs::write(pki.path(name), text).unwrap();
+    write("ca.pem", authority.0.pem());
+    write("server.pem", server.0.pem());
+    write("server.key", server.1.serialize_pem());
+    write("client.pem", client.0.pem());
+    write("client.key", client.1.serialize_pem());
+    let other = ca("some other CA");
+    write("other-ca.pem", other.0.pem());
+    pki
+}
+
+fn arg(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+/// A server with a plain port (for the harness) and a TLS port requiring
+/// client certificates, `requirepass` on the default user, and an ACL user
+/// `cache` limited to `app:*` keys and the `app:` invalidation channel.
+async fn secured_server(pki: &Pki) -> (RedisServer, u16) {
+    let tls_port = support::redis_server::free_port();
+    let server = RedisServer::start_with(&[
+        "--requirepass",
+        ADMIN_PASSWORD,
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &arg(&pki.path("server.pem")),
+        "--tls-key-file",
+        &arg(&pki.path("server.key")),
+        "--tls-ca-cert-file",
+        &arg(&pki.path("ca.pem")),
+        "--tls-auth-clients",
+        "yes",
+    ]);
+    let admin = redis::Client::open(format!("redis://:{ADMIN_PASSWORD}@127.0.0.1:{}/0", server.port())).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("cache")
+        .arg("on")
+        .arg(format!(">{CACHE_PASSWORD}"))
+        .arg("~app:*")
+        .arg("&memorix:l1:app:*")
+        .arg("+@all")
+        .arg("-@dangerous")
+        .arg("+info")
+        .arg("+acl|whoami")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    (server, tls_port)
+}
+
+fn tls_config(pki: &Pki, ca: &str) -> TlsConfig {
+    TlsConfig::new()
+        .ca_cert(pki.path(ca))
+        .client_cert(pki.path("client.pem"), pki.path("client.key"))
+}
+
+fn tls_redis(port: u16) -> RedisConfig {
+    RedisConfig::builder()
+        .host("127.0.0.1")
+        .port(port)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_with_an_acl_user_works_and_passes_the_security_check() {
+    let pki = make_pki();
+    let (server, tls_port) = secured_server(&pki).await;
+    let security = SecurityConfig::new()
+        .username("cache")
+        .password(CACHE_PASSWORD)
+        .tls(tls_config(&pki, "ca.pem"));
+    let cache = GenericRedisCache::builder()
+        .redis(tls_redis(tls_port))
+        .security(security)
+        .prefix("app:")
+        .fail_on_connection_error(true)
+        .connect()
+        .await
+        .expect("TLS + ACL connect");
+
+    cache.set("greeting", &"over TLS", None).await.unwrap();
+    let other = GenericRedisCache::builder()
+        .redis(tls_redis(tls_port))
+        .security(
+            SecurityConfig::new()
+                .username("cache")
+                .password(CACHE_PASSWORD)
+                .tls(tls_config(&pki, "ca.pem")),
+        )
+        .prefix("app:")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        other.get::<String>("greeting").await.unwrap().as_deref(),
+        Some("over TLS")
+    );
+    assert_eq!(other.stats().redis.hits, 1, "read from Redis over TLS");
+
+    // The value really is in the server, under the ACL user's key pattern.
+    let admin = redis::Client::open(format!("redis://:{ADMIN_PASSWORD}@127.0.0.1:{}/0", server.port())).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let stored: Option<Vec<u8>> = redis::cmd("GET")
+        .arg("app:greeting")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(stored.is_some());
+
+    let validation = cache.validate_security().await;
+    assert!(validation.connected, "{validation:?}");
+    assert_eq!(validation.authenticated_as.as_deref(), Some("cache"));
+    assert!(validation.tls);
+    assert_eq!(validation.anonymous_access_refused, Some(true));
+    assert!(validation.server_version.is_some());
+    assert!(
+        validation.vulnerabilities.is_empty(),
+        "{:?}",
+        validation.vulnerabilities
+    );
+    assert_eq!(validation.score, 100);
+    assert!(
+        validation.score >= SECURE_SCORE && validation.is_secure,
+        "{validation:?}"
+    );
+    let status = cache.security_status();
+    assert_eq!(status.security_level, "high");
+    assert!(status.client_certificate && status.certificate_verification);
+    let report = cache.security_report();
+    assert!(report.contains("SECURE") && report.contains("100/100"), "{report}");
+    for text in [report, format!("{cache:?}"), format!("{status:?}")] {
+        assert!(
+            !text.contains(CACHE_PASSWORD) && !text.contains(ADMIN_PASSWORD),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_acl_key_pattern_is_enforced_and_errors_surface() {
+    let pki = make_pki();
+    let (server, _) = secured_server(&pki).await;
+    let config = RedisConfig::builder()
+        .host("127.0.0.1")
+        .port(server.port())
+        .username("cache")
+        .password(CACHE_PASSWORD)
+        .build()
+        .unwrap();
+    let allowed = GenericRedisCache::builder()
+        .redis(config.clone())
+        .prefix("app:")
+        .connect()
+        .await
+        .unwrap();
+    allowed.set("k", &1u8, None).await.unwrap();
+    assert_eq!(allowed.get::<u8>("k").await.unwrap(), Some(1));
+
+    // Outside `app:*` the server refuses: a Redis error, not a silent fallback.
+    let outside = GenericRedisCache::builder()
+        .redis(config)
+        .prefix("other:")
+        .connect()
+        .await
+        .unwrap();
+    let err = outside.set("k", &1u8, None).await.unwrap_err();
+    assert!(matches!(err, CacheError::Redis(_)), "{err}");
+    assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+    let err = outside.get::<u8>("k").await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+    assert!(outside.is_redis_available(), "an ACL denial is not an outage");
+
+    // No TLS: the check says so, and does not pass.
+    let validation = allowed.validate_security().await;
+    assert_eq!(validation.authenticated_as.as_deref(), Some("cache"));
+    assert!(
+        !validation.is_secure && validation.score < SECURE_SCORE,
+        "{validation:?}"
+    );
+    assert!(allowed.security_recommendations().iter().any(|r| r.contains("TLS")));
+}
+
+#[tokio::test]
+async fn certificates_are_verified_by_default() {
+    let pki = make_pki();
+    let (_server, tls_port) = secured_server(&pki).await;
+    let err = GenericRedisCache::builder()
+        .redis(tls_redis(tls_port))
+        .security(
+            SecurityConfig::new()
+                .username("cache")
+                .password(CACHE_PASSWORD)
+                .tls(tls_config(&pki, "other-ca.pem")),
+        )
+        .fail_on_connection_error(true)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_unavailable(),
+        "a server certificate from an untrusted CA is refused: {err}"
+    );
+}

@@ -1,0 +1,8 @@
+//! Compile errors of the attribute macros: each case in `tests/ui/` is a
+//! mistake, and its `.stderr` is the message users see.
+
+#[test]
+fn ui() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
+}

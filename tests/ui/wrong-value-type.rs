@@ -1,0 +1,8 @@
+use memorix::cached;
+
+#[cached(ttl = true, key = 5, codec = "yaml", lock = "distributed", jitter = "5 parsecs")]
+fn load(id: u32) -> u32 {
+    id
+}
+
+fn main() {}
