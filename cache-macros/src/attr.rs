@@ -75,7 +75,7 @@ pub const ALL_ENTRIES: &str = "all_entries";
 pub const BEFORE_INVOCATION: &str = "before_invocation";
 
 const CODECS: &[&str] = &["msgpack", "json", "pickle", "raw"];
-const LOCKS: &[&str] = &["local", "none"];
+const LOCKS: &[&str] = &["local", "distributed", "none"];
 
 /// A value with the span of the option that set it.
 #[derive(Debug, Clone)]
@@ -238,16 +238,7 @@ fn parse_one(kind: Kind, meta: &ParseNestedMeta<'_>, opts: &mut Options, cx: &Ct
                     opts.codec = Some(slot);
                 }
                 _ => {
-                    if slot.value == "distributed" {
-                        cx.error(
-                            slot.span,
-                            format!(
-                                "`lock = \"distributed\"` is not available in #[{}] yet; expected one of: {}",
-                                kind.name(),
-                                list(LOCKS)
-                            ),
-                        );
-                    } else if !LOCKS.contains(&slot.value.as_str()) {
+                    if !LOCKS.contains(&slot.value.as_str()) {
                         cx.error(
                             slot.span,
                             format!("unknown lock `{}`; expected one of: {}", slot.value, list(LOCKS)),

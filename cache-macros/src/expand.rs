@@ -88,6 +88,7 @@ impl<'a> Gen<'a> {
         let stale = self.ms(o.stale_ms.as_ref().map(|s| s.value));
         let beta = o.refresh_beta.as_ref().map_or(0.0, |s| s.value);
         let single_flight = o.lock.as_ref().is_none_or(|l| l.value != "none");
+        let distributed = o.lock.as_ref().is_some_and(|l| l.value == "distributed");
         let cache = match (&o.cache, o.encrypt) {
             (_, Some(_)) => quote!(Encrypted),
             (None, None) => quote!(Default),
@@ -114,6 +115,7 @@ impl<'a> Gen<'a> {
                 refresh_beta: #beta,
                 stale_if_error: #stale,
                 single_flight: #single_flight,
+                distributed: #distributed,
                 cache: #p::CacheChoice::#cache,
                 codec: #p::CodecChoice::#codec,
                 compress: #compress,

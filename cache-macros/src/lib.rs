@@ -31,7 +31,7 @@ use proc_macro::TokenStream;
 /// Options: `ttl` (seconds or `"1h30m"`), `prefix`, `name`, `key = "{a}:{b.c}"`,
 /// `cache = "name" | EXPR`, `encrypt`, `compress`, `codec = "msgpack" | "json" |
 /// "pickle" | "raw"`, `cache_err`, `cache_none`, `unless = FN`, `jitter`,
-/// `refresh_ahead [= beta]`, `stale_if_error = "10m"`, `lock = "local" | "none"`,
+/// `refresh_ahead [= beta]`, `stale_if_error = "10m"`, `lock = "local" | "distributed" | "none"`,
 /// `crate = "path"`. See the `memorix` crate documentation for each.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {

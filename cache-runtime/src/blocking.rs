@@ -26,7 +26,7 @@ static RUNTIME: Lazy<std::result::Result<tokio::runtime::Runtime, String>> = Laz
         .map_err(|e| e.to_string())
 });
 
-fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     RUNTIME
         .as_ref()
         .map_err(|e| CacheError::Connection(format!("cannot start the blocking runtime: {e}").into()))

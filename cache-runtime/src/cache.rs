@@ -6,6 +6,7 @@
 //! with the engine's [`Codec`].
 
 use crate::codec::{self, Codec};
+use crate::connection::RedisConnection;
 use crate::error::Result;
 use crate::stats::CacheStats;
 use async_trait::async_trait;
@@ -95,6 +96,14 @@ pub trait Cache: Send + Sync + Debug {
     /// What typed reads do with entries that do not decode.
     fn corrupt_entry_policy(&self) -> CorruptEntryPolicy {
         CorruptEntryPolicy::Error
+    }
+
+    /// The Redis connection behind this engine, if it has one: distributed
+    /// single-flight (`#[cached(lock = "distributed")]`) takes its leases on
+    /// it. `None` for in-process engines, closed caches and engines running
+    /// without Redis.
+    fn redis_connection(&self) -> Option<RedisConnection> {
+        None
     }
 
     /// Hits over gets, in `0.0..=1.0` (0 before the first get).

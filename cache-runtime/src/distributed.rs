@@ -7,11 +7,15 @@
 //! compare-and-delete script so it never frees a lease it no longer owns. The
 //! others wait for the value to land and read it from the cache.
 //!
+//! [`DistributedLoader::turn`] is the same protocol for callers that store
+//! values their own way: `#[cached(lock = "distributed")]` is built on it.
+//!
 //! If the lease holder dies, its lease expires and a waiter takes over. If
 //! waiting takes longer than `wait_timeout`, or Redis itself fails, a caller
 //! runs the loader itself: availability beats strict once-only loading.
 
 use crate::cache::{Cache, CacheExt};
+use crate::codec;
 use crate::connection::RedisConnection;
 use crate::error::Result;
 use crate::keys::ttl_millis;
@@ -20,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 
 /// Deletes the lease only if it still holds our token.
 static RELEASE: Lazy<redis::Script> = Lazy::new(|| {
@@ -57,6 +62,7 @@ pub struct DistributedLoader {
     lease: Duration,
     wait_timeout: Duration,
     lock_prefix: String,
+    runtime: Option<Handle>,
 }
 
 impl DistributedLoader {
@@ -68,6 +74,7 @@ impl DistributedLoader {
             lease: Duration::from_secs(10),
             wait_timeout: Duration::from_secs(30),
             lock_prefix: "memorix:lock:".to_owned(),
+            runtime: None,
         }
     }
 
@@ -93,6 +100,15 @@ impl DistributedLoader {
         self
     }
 
+    /// Runs lease commands, renewals and waits on `runtime` instead of the
+    /// caller's: for callers that poll the loader outside a tokio runtime, or
+    /// on a runtime they are blocking (synchronous memoized functions do).
+    #[must_use]
+    pub fn runtime(mut self, runtime: Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// Returns the cached value of `key`, or runs `load` in exactly one
     /// process at a time, stores its value with `ttl` and returns it.
     ///
@@ -111,92 +127,182 @@ impl DistributedLoader {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
+        let lease = match self.turn(cache, key).await {
+            Turn::Landed(bytes) => match codec::decode(cache.codec(), &bytes) {
+                Ok(value) => return Ok(value),
+                Err(err) => {
+                    tracing::warn!(key, error = %err, "the stored value does not decode; loading here");
+                    None
+                }
+            },
+            Turn::Lead(lease) => Some(lease),
+            Turn::Alone => None,
+        };
+        let outcome = load().await;
+        if let Ok(value) = &outcome {
+            if let Err(err) = cache.set(key, value, ttl).await {
+                tracing::warn!(key, error = %err, "could not store the loaded value");
+            }
+        }
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
+        outcome
+    }
+
+    /// Waits for this caller's turn at `key`: the value lands (another process
+    /// loaded it), this caller gets the lease and must load, or waiting gave up
+    /// (timeout, Redis failure) and this caller loads without a lease.
+    ///
+    /// The building block of [`get_or_load`](Self::get_or_load), for callers
+    /// that store values their own way (the memoization layer does).
+    pub async fn turn(&self, cache: &dyn Cache, key: &str) -> Turn<Vec<u8>> {
+        self.turn_with(cache, key, || read(cache, key)).await
+    }
+
+    /// Like [`turn`](Self::turn), with the caller's own `read`: it answers
+    /// `Some` once a value usable by this caller has landed (the memoization
+    /// layer decodes and checks freshness there).
+    pub async fn turn_with<T, R, Fut>(&self, cache: &dyn Cache, key: &str, mut read: R) -> Turn<T>
+    where
+        R: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
         let lock_key = format!("{}{}{}", self.lock_prefix, cache.prefix(), key);
         let token = random_token();
         let deadline = Instant::now() + self.wait_timeout;
         let mut backoff = Duration::from_millis(2);
         loop {
-            if let Some(value) = read(cache, key).await {
-                return Ok(value);
+            if let Some(value) = read().await {
+                return Turn::Landed(value);
             }
             match self.try_acquire(&lock_key, &token).await {
                 Ok(true) => break,
                 Ok(false) if Instant::now() < deadline => {
-                    tokio::time::sleep(backoff).await;
+                    self.pause(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(50));
                 }
                 Ok(false) => {
                     tracing::warn!(key, "waited too long for another loader; loading here");
-                    return self.load_and_store(cache, key, ttl, load).await;
+                    return Turn::Alone;
                 }
                 Err(err) => {
                     tracing::warn!(key, error = %err, "lease unavailable; loading without it");
-                    return self.load_and_store(cache, key, ttl, load).await;
+                    return Turn::Alone;
                 }
             }
         }
-        // We hold the lease. The value may have landed between our read and
-        // the acquire: check once more before doing the work.
-        if let Some(value) = read(cache, key).await {
-            self.release(&lock_key, &token).await;
-            return Ok(value);
+        let renew = renew_while_loading(self.conn.clone(), lock_key.clone(), token.clone(), self.lease);
+        let lease = Lease {
+            renewal: match &self.runtime {
+                Some(runtime) => runtime.spawn(renew),
+                None => tokio::spawn(renew),
+            },
+            conn: self.conn.clone(),
+            runtime: self.runtime.clone(),
+            lock_key,
+            token,
+        };
+        // The value may have landed between our read and the acquire: check
+        // once more before doing the work.
+        match read().await {
+            Some(value) => {
+                lease.release().await;
+                Turn::Landed(value)
+            }
+            None => Turn::Lead(lease),
         }
-        let renewal = tokio::spawn(renew_while_loading(
-            self.conn.clone(),
-            lock_key.clone(),
-            token.clone(),
-            self.lease,
-        ));
-        let outcome = self.load_and_store(cache, key, ttl, load).await;
-        renewal.abort();
-        self.release(&lock_key, &token).await;
-        outcome
-    }
-
-    async fn load_and_store<T, E, F, Fut>(
-        &self,
-        cache: &dyn Cache,
-        key: &str,
-        ttl: Option<Duration>,
-        load: F,
-    ) -> std::result::Result<T, E>
-    where
-        T: Serialize + Sync,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = std::result::Result<T, E>>,
-    {
-        let value = load().await?;
-        if let Err(err) = cache.set(key, &value, ttl).await {
-            tracing::warn!(key, error = %err, "could not store the loaded value");
-        }
-        Ok(value)
     }
 
     async fn try_acquire(&self, lock_key: &str, token: &str) -> Result<bool> {
-        let mut conn = self.conn.clone();
-        let reply: Option<String> = redis::cmd("SET")
-            .arg(lock_key)
+        let mut set = redis::cmd("SET");
+        set.arg(lock_key)
             .arg(token)
             .arg("NX")
             .arg("PX")
-            .arg(ttl_millis(self.lease))
-            .query_async(&mut conn)
-            .await?;
+            .arg(ttl_millis(self.lease));
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = on(&self.runtime, async move { set.query_async(&mut conn).await })
+            .await
+            .unwrap_or_else(|| Err(closed_runtime()))?;
         Ok(reply.is_some())
     }
 
-    async fn release(&self, lock_key: &str, token: &str) {
-        let mut conn = self.conn.clone();
-        let released: redis::RedisResult<i64> = RELEASE.key(lock_key).arg(token).invoke_async(&mut conn).await;
+    async fn pause(&self, period: Duration) {
+        // The timer registers where it is created: create it on the runtime.
+        on(&self.runtime, async move { tokio::time::sleep(period).await }).await;
+    }
+}
+
+/// Runs `work` on `runtime` when one is set, else in place. `None` when the
+/// runtime shut down under it.
+async fn on<F>(runtime: &Option<Handle>, work: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match runtime {
+        Some(runtime) => runtime.spawn(work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
+fn closed_runtime() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "the lease runtime shut down"))
+}
+
+/// What [`DistributedLoader::turn`] decided for one caller.
+#[derive(Debug)]
+pub enum Turn<T> {
+    /// Another process stored the value: here it is, as the reader returned it.
+    Landed(T),
+    /// This caller holds the lease: load, store, then [`Lease::release`].
+    Lead(Lease),
+    /// Waiting gave up (timeout or Redis failure): load without a lease.
+    Alone,
+}
+
+/// A lease on one key in Redis, renewed in the background until released.
+///
+/// Dropping a lease without releasing it stops the renewal; the lease then
+/// expires by itself.
+#[derive(Debug)]
+pub struct Lease {
+    conn: RedisConnection,
+    runtime: Option<Handle>,
+    lock_key: String,
+    token: String,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Frees the lease if it is still ours (compare-and-delete), so waiters in
+    /// other processes stop waiting at once.
+    pub async fn release(self) {
+        self.renewal.abort();
+        let (mut conn, lock_key, token) = (self.conn.clone(), self.lock_key.clone(), self.token.clone());
+        let release = async move {
+            let released: redis::RedisResult<i64> = RELEASE.key(lock_key).arg(token).invoke_async(&mut conn).await;
+            released
+        };
+        let released = on(&self.runtime, release)
+            .await
+            .unwrap_or_else(|| Err(closed_runtime()));
         if let Err(err) = released {
             tracing::debug!(error = %err, "lease release failed; it will expire by itself");
         }
     }
 }
 
-/// A decode failure or dead cache reads as a miss here: the caller then loads.
-async fn read<T: DeserializeOwned + Send>(cache: &dyn Cache, key: &str) -> Option<T> {
-    match cache.get::<T>(key).await {
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+/// A failing cache reads as a miss here: the caller then loads.
+async fn read(cache: &dyn Cache, key: &str) -> Option<Vec<u8>> {
+    match cache.get_bytes(key).await {
         Ok(found) => found,
         Err(err) => {
             tracing::debug!(key, error = %err, "cache read failed during single-flight");

@@ -47,7 +47,7 @@ pub use crate::connection::{
     SentinelConnection, TlsConfig, Topology,
 };
 pub use crate::crypto::{Fernet, Fernet256, Keyring};
-pub use crate::distributed::DistributedLoader;
+pub use crate::distributed::{DistributedLoader, Lease, Turn};
 pub use crate::duration::parse_duration;
 pub use crate::engine::{
     CacheEvent, CacheFactory, Callback, CallbackId, EventInfo, GenericRedisCache, GenericRedisCacheBuilder,

@@ -458,4 +458,8 @@ impl Cache for CryptRedisCache {
     fn corrupt_entry_policy(&self) -> CorruptEntryPolicy {
         self.inner.corrupt_entry_policy()
     }
+
+    fn redis_connection(&self) -> Option<RedisConnection> {
+        self.inner.redis_connection()
+    }
 }

@@ -409,4 +409,8 @@ impl Cache for RedisCache {
     fn corrupt_entry_policy(&self) -> CorruptEntryPolicy {
         self.on_corrupt
     }
+
+    fn redis_connection(&self) -> Option<RedisConnection> {
+        self.client().ok()
+    }
 }

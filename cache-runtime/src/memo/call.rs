@@ -17,6 +17,7 @@ use super::tier::{epoch, TierLookup, DEFAULT_TIER_CAPACITY};
 use crate::cache::Cache;
 use crate::codec::{self, Codec, Json, MsgPack, Pickle, RawBytes};
 use crate::compression::Compression;
+use crate::distributed::{DistributedLoader, Turn};
 use crate::error::{CacheError, Result};
 use crate::pipeline::Transform;
 use crate::BlockingCache;
@@ -477,8 +478,54 @@ impl Memo {
                 EngineRead::Stale(value) => stale = stale.or(Some(value)),
                 EngineRead::Miss => {}
             }
-            return self.compute(slot, &key, stale, adapter, body, io, leader).await;
+            let lease = match self.fleet_turn::<S>(slot, &key, io).await {
+                Turn::Landed(value) => {
+                    if let Some(leader) = leader {
+                        leader.finish(Outcome::Value(Arc::new(value.clone())));
+                    }
+                    return (adapter.from_stored)(value);
+                }
+                Turn::Lead(lease) => Some(lease),
+                Turn::Alone => None,
+            };
+            let result = self.compute(slot, &key, stale, adapter, body, io, leader).await;
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            return result;
         }
+    }
+
+    /// `lock = "distributed"`: waits for this process's turn at `key` across
+    /// the fleet, through a lease on the engine's Redis connection. Without
+    /// the option, or without Redis behind the engine, every process loads
+    /// for itself ([`Turn::Alone`]).
+    async fn fleet_turn<S: Storable>(&self, slot: &Slot, key: &str, io: Io) -> Turn<S> {
+        if !self.spec.distributed {
+            return Turn::Alone;
+        }
+        let Some(conn) = slot.engine.redis_connection() else {
+            return Turn::Alone;
+        };
+        let mut loader = DistributedLoader::new(conn);
+        if io == Io::Blocking {
+            // This thread is blocked on the call: renewals and waits must run
+            // on a runtime that keeps going meanwhile.
+            match crate::blocking::runtime() {
+                Ok(runtime) => loader = loader.runtime(runtime.handle().clone()),
+                Err(err) => {
+                    self.absorb("lock", &err);
+                    return Turn::Alone;
+                }
+            }
+        }
+        let read = || async {
+            match self.read_engine::<S>(slot, key, io).await {
+                EngineRead::Fresh(value, ..) => Some(value),
+                EngineRead::Stale(_) | EngineRead::Miss => None,
+            }
+        };
+        loader.turn_with(&*slot.engine, key, read).await
     }
 
     /// Runs the body, stores a cacheable result, answers the waiters.

@@ -23,6 +23,9 @@ pub struct MemoSpec {
     pub stale_if_error: Option<Duration>,
     /// Coalesce concurrent misses of one key (`lock = "local"`, the default).
     pub single_flight: bool,
+    /// Also coalesce across processes through a lease in Redis
+    /// (`lock = "distributed"`); engines without Redis stay local.
+    pub distributed: bool,
     /// Which cache.
     pub cache: CacheChoice,
     /// Which codec.
@@ -42,6 +45,7 @@ impl MemoSpec {
         refresh_beta: 0.0,
         stale_if_error: None,
         single_flight: true,
+        distributed: false,
         cache: CacheChoice::Default,
         codec: CodecChoice::Engine,
         compress: false,

@@ -262,6 +262,10 @@ impl Cache for Tiered {
     fn corrupt_entry_policy(&self) -> crate::cache::CorruptEntryPolicy {
         self.inner.corrupt_entry_policy()
     }
+
+    fn redis_connection(&self) -> Option<crate::RedisConnection> {
+        self.inner.redis_connection()
+    }
 }
 
 #[cfg(test)]

@@ -355,12 +355,6 @@ impl GenericRedisCache {
         &self.inner.instance_id
     }
 
-    /// A connection to Redis for anything else redis-rs can do; `None` while
-    /// Redis is unavailable.
-    pub fn redis_connection(&self) -> Option<RedisConnection> {
-        self.inner.backend.load().as_ref().map(|b| b.conn())
-    }
-
     /// The Redis settings in use (Display masks the password).
     pub fn redis_config(&self) -> &RedisConfig {
         &self.inner.redis_config
@@ -1062,5 +1056,11 @@ impl Cache for GenericRedisCache {
 
     fn corrupt_entry_policy(&self) -> CorruptEntryPolicy {
         self.inner.settings.on_corrupt
+    }
+
+    /// A connection to Redis for anything else redis-rs can do; `None` while
+    /// Redis is unavailable.
+    fn redis_connection(&self) -> Option<RedisConnection> {
+        self.inner.backend.load().as_ref().map(|b| b.conn())
     }
 }
