@@ -16,6 +16,12 @@
 //!   reconnects within a probe interval of Redis returning and replays the
 //!   writes and removes made meanwhile, then clears L1.
 //! - Other instances' writes reach L1 through pub/sub invalidation.
+//!
+//! Monitoring: [`GenericRedisCache::stats`] always; with the `metrics` feature
+//! also through the `metrics` facade; with the `tracing` feature every
+//! operation runs inside a `memorix.<op>` span recording the prefix, the key,
+//! the tier that answered, hit or miss and the error kind, never a value or a
+//! credential (see `spans.rs`).
 
 mod breaker;
 mod callbacks;
@@ -23,6 +29,7 @@ mod config;
 mod factory;
 mod invalidation;
 mod security;
+mod spans;
 
 pub use self::callbacks::{CacheEvent, Callback, CallbackId, EventInfo, Tier};
 pub use self::config::GenericRedisCacheBuilder;
@@ -32,6 +39,7 @@ pub use self::security::{SecurityConfig, SecurityStatus, SecurityValidation, Tls
 use self::breaker::{Breaker, Pending, PendingOp};
 use self::callbacks::Callbacks;
 use self::config::Settings;
+use self::spans::OpSpan;
 use crate::cache::{Cache, CorruptEntryPolicy};
 use crate::codec::{self, Codec};
 use crate::connection::{self, RedisConfig, RedisConnection};
@@ -112,6 +120,14 @@ pub(crate) struct Inner {
 /// println!("{}", serde_json::to_string(&cache.stats()).unwrap());
 /// # let _ = user; Ok(()) }
 /// ```
+///
+/// With the `tracing` feature, every operation (`get`, `set`, `has`, `remove`,
+/// `get_many`, `set_many`, `purge`) runs inside a DEBUG span named
+/// `memorix.<op>` with the fields `cache` (the prefix), `key` (as stored: a
+/// hashed long key shows as its digest), `tier` (`"l1"`, `"redis"`, `"none"`),
+/// `hit`, `keys` / `hits` for batches, and `error` (the error kind) on failure.
+/// Values and credentials are never recorded. Without the feature no span is
+/// created.
 pub struct GenericRedisCache {
     inner: Arc<Inner>,
     subscriber: Option<tokio::task::JoinHandle<()>>,
@@ -263,24 +279,29 @@ impl GenericRedisCache {
     {
         let inner = &*self.inner;
         let key = inner.user_key(key);
-        if let Some(entry) = inner.l1_lookup(&key)? {
-            if let Some(value) = entry.decoded::<T>() {
-                return Ok(Some(value));
-            }
-            return inner.decode_entry(&entry);
-        }
-        match inner.redis_get(&key).await {
-            Ok(Some((_, Some(entry)))) => inner.decode_entry(&entry),
-            Ok(Some((bytes, None))) => {
-                let decoded = codec::decode(inner.codec.as_ref(), &bytes);
-                if let Err(err) = &decoded {
-                    inner.metrics.error(metrics::error_kind(err));
+        let span = spans::get(inner, &key);
+        span.run(async {
+            if let Some(entry) = inner.l1_lookup(&key)? {
+                span.found(Some(Tier::L1));
+                if let Some(value) = entry.decoded::<T>() {
+                    return Ok(Some(value));
                 }
-                inner.apply_policy(decoded.map(Some))
+                return inner.decode_entry(&entry);
             }
-            Ok(None) => Ok(None),
-            Err(err) => inner.apply_policy(Err(err)),
-        }
+            match inner.redis_get(&key, &span).await {
+                Ok(Some((_, Some(entry)))) => inner.decode_entry(&entry),
+                Ok(Some((bytes, None))) => {
+                    let decoded = codec::decode(inner.codec.as_ref(), &bytes);
+                    if let Err(err) = &decoded {
+                        inner.metrics.error(metrics::error_kind(err));
+                    }
+                    inner.apply_policy(decoded.map(Some))
+                }
+                Ok(None) => Ok(None),
+                Err(err) => inner.apply_policy(Err(err)),
+            }
+        })
+        .await
     }
 
     /// Stores `value` with the TTL configured for `operation`
@@ -603,7 +624,7 @@ impl Inner {
 
     /// The Redis tier of a get (after an L1 miss). Returns the codec bytes,
     /// and the L1 entry when it was filled.
-    async fn redis_get(&self, key: &str) -> Result<Option<RedisHit>> {
+    async fn redis_get(&self, key: &str, span: &OpSpan) -> Result<Option<RedisHit>> {
         let started = Instant::now();
         let full = self.prefix.apply(key);
         let fill = self.settings.enable_l1;
@@ -621,10 +642,13 @@ impl Inner {
                 .await?
                 .map(|v| (v, None))
         };
-        let found = match answer {
-            Ok((stored, pttl)) => self.redis_answer(key, stored, pttl, epoch),
-            Err(_) => Ok(self.redis_down(key)),
+        let (tier, found) = match answer {
+            Ok((stored, pttl)) => (Tier::Redis, self.redis_answer(key, stored, pttl, epoch)),
+            Err(_) => (Tier::L1, Ok(self.redis_down(key))),
         };
+        if let Ok(hit) = &found {
+            span.found(hit.as_ref().map(|_| tier));
+        }
         self.finish(Op::Get, started);
         found
     }
@@ -807,223 +831,259 @@ impl Cache for GenericRedisCache {
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let inner = &*self.inner;
         let key = inner.user_key(key);
-        if let Some(entry) = inner.l1_lookup(&key)? {
-            return Ok(Some(entry.bytes.to_vec()));
-        }
-        Ok(inner.redis_get(&key).await?.map(|(bytes, _)| bytes.to_vec()))
+        let span = spans::get(inner, &key);
+        span.run(async {
+            if let Some(entry) = inner.l1_lookup(&key)? {
+                span.found(Some(Tier::L1));
+                return Ok(Some(entry.bytes.to_vec()));
+            }
+            Ok(inner.redis_get(&key, &span).await?.map(|(bytes, _)| bytes.to_vec()))
+        })
+        .await
     }
 
     async fn set_bytes(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         let inner = &*self.inner;
-        inner.check_open()?;
-        let started = Instant::now();
         let key = inner.user_key(key);
-        let ttl = effective_ttl(ttl, Some(inner.settings.default_ttl))?;
-        let sealed = inner.pipeline.seal(value)?.into_owned();
-        let full = inner.prefix.apply(&key);
-        Metrics::bump(&inner.metrics.sets, "memorix_sets_total");
-        let mut pipe = redis::pipe();
-        let set = pipe.cmd("SET").arg(&full).arg(sealed.as_slice());
-        if let Some(ttl) = ttl {
-            set.arg("PX").arg(ttl_millis(ttl));
-        }
-        set.ignore();
-        inner.publish(&mut pipe, &full);
-        let outcome = inner.exec::<()>(Req::Many(&pipe), &key, true).await;
-        let bytes: Arc<[u8]> = Arc::from(value);
-        let result = match outcome {
-            Ok(Ok(())) => {
-                if inner.settings.coherence {
-                    Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+        let span = spans::set(inner, &key);
+        span.run(async {
+            inner.check_open()?;
+            let started = Instant::now();
+            let ttl = effective_ttl(ttl, Some(inner.settings.default_ttl))?;
+            let sealed = inner.pipeline.seal(value)?.into_owned();
+            let full = inner.prefix.apply(&key);
+            Metrics::bump(&inner.metrics.sets, "memorix_sets_total");
+            let mut pipe = redis::pipe();
+            let set = pipe.cmd("SET").arg(&full).arg(sealed.as_slice());
+            if let Some(ttl) = ttl {
+                set.arg("PX").arg(ttl_millis(ttl));
+            }
+            set.ignore();
+            inner.publish(&mut pipe, &full);
+            let outcome = inner.exec::<()>(Req::Many(&pipe), &key, true).await;
+            let bytes: Arc<[u8]> = Arc::from(value);
+            let result = match outcome {
+                Ok(Ok(())) => {
+                    span.landed(Tier::Redis);
+                    if inner.settings.coherence {
+                        Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+                    }
+                    if inner.settings.enable_l1 {
+                        inner.l1_put(&key, bytes, ttl);
+                    } else {
+                        inner.l1.remove(&key);
+                    }
+                    Ok(())
                 }
-                if inner.settings.enable_l1 {
+                Ok(Err(_)) => {
+                    span.landed(Tier::L1);
+                    Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
                     inner.l1_put(&key, bytes, ttl);
-                } else {
-                    inner.l1.remove(&key);
+                    let expires = ttl.and_then(|t| Instant::now().checked_add(t));
+                    inner.defer(full, PendingOp::Set { sealed, expires });
+                    Ok(())
                 }
-                Ok(())
+                Err(err) => {
+                    // The server refused the write (ACL, wrong type, ...): the
+                    // caller gets the error, and L1 must not serve a value Redis
+                    // never accepted.
+                    Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
+                    inner.l1.bump();
+                    inner.l1.remove(&key);
+                    Err(err)
+                }
+            };
+            if result.is_ok() {
+                inner.callbacks.fire(CacheEvent::Set, &key, None, None);
             }
-            Ok(Err(_)) => {
-                Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
-                inner.l1_put(&key, bytes, ttl);
-                let expires = ttl.and_then(|t| Instant::now().checked_add(t));
-                inner.defer(full, PendingOp::Set { sealed, expires });
-                Ok(())
-            }
-            Err(err) => {
-                // The server refused the write (ACL, wrong type, ...): the
-                // caller gets the error, and L1 must not serve a value Redis
-                // never accepted.
-                Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
-                inner.l1.bump();
-                inner.l1.remove(&key);
-                Err(err)
-            }
-        };
-        if result.is_ok() {
-            inner.callbacks.fire(CacheEvent::Set, &key, None, None);
-        }
-        inner.finish(Op::Set, started);
-        result
+            inner.finish(Op::Set, started);
+            result
+        })
+        .await
     }
 
     async fn get_many_bytes(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         let inner = &*self.inner;
-        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
-        let mut missing: Vec<(usize, Cow<'_, str>)> = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            let key = inner.user_key(key);
-            match inner.l1_lookup(&key)? {
-                Some(entry) => out.push(Some(entry.bytes.to_vec())),
-                None => {
-                    out.push(None);
-                    missing.push((i, key));
+        let span = spans::get_many(inner, keys.len());
+        let out = span
+            .run(async {
+                let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
+                let mut missing: Vec<(usize, Cow<'_, str>)> = Vec::new();
+                for (i, key) in keys.iter().enumerate() {
+                    let key = inner.user_key(key);
+                    match inner.l1_lookup(&key)? {
+                        Some(entry) => out.push(Some(entry.bytes.to_vec())),
+                        None => {
+                            out.push(None);
+                            missing.push((i, key));
+                        }
+                    }
                 }
-            }
-        }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        // Every L1 miss in one round trip: GET (+ PTTL to bound the L1 fill).
-        let started = Instant::now();
-        let fill = inner.settings.enable_l1;
-        let epoch = inner.l1.epoch();
-        let mut pipe = redis::pipe();
-        for (_, key) in &missing {
-            let full = inner.prefix.apply(key);
-            pipe.cmd("GET").arg(&full);
-            if fill {
-                pipe.cmd("PTTL").arg(&full);
-            }
-        }
-        let answer = inner.exec::<Vec<redis::Value>>(Req::Many(&pipe), "*", false).await?;
-        let mut values = match answer {
-            Ok(values) => values.into_iter(),
-            Err(_) => {
+                if missing.is_empty() {
+                    return Ok(out);
+                }
+                // Every L1 miss in one round trip: GET (+ PTTL to bound the L1 fill).
+                let started = Instant::now();
+                let fill = inner.settings.enable_l1;
+                let epoch = inner.l1.epoch();
+                let mut pipe = redis::pipe();
+                for (_, key) in &missing {
+                    let full = inner.prefix.apply(key);
+                    pipe.cmd("GET").arg(&full);
+                    if fill {
+                        pipe.cmd("PTTL").arg(&full);
+                    }
+                }
+                let answer = inner.exec::<Vec<redis::Value>>(Req::Many(&pipe), "*", false).await?;
+                let mut values = match answer {
+                    Ok(values) => values.into_iter(),
+                    Err(_) => {
+                        for (i, key) in &missing {
+                            out[*i] = inner.redis_down(key).map(|(bytes, _)| bytes.to_vec());
+                        }
+                        inner.finish(Op::Get, started);
+                        return Ok(out);
+                    }
+                };
+                let parse_err = |e: redis::ParsingError| CacheError::Redis(e.into());
                 for (i, key) in &missing {
-                    out[*i] = inner.redis_down(key).map(|(bytes, _)| bytes.to_vec());
+                    let stored = values
+                        .next()
+                        .map(Option::<Vec<u8>>::from_redis_value)
+                        .transpose()
+                        .map_err(parse_err)?;
+                    let pttl = if fill {
+                        values
+                            .next()
+                            .map(i64::from_redis_value)
+                            .transpose()
+                            .map_err(parse_err)?
+                    } else {
+                        None
+                    };
+                    out[*i] = inner
+                        .redis_answer(key, stored.flatten(), pttl, epoch)?
+                        .map(|(bytes, _)| bytes.to_vec());
                 }
                 inner.finish(Op::Get, started);
-                return Ok(out);
-            }
-        };
-        let parse_err = |e: redis::ParsingError| CacheError::Redis(e.into());
-        for (i, key) in &missing {
-            let stored = values
-                .next()
-                .map(Option::<Vec<u8>>::from_redis_value)
-                .transpose()
-                .map_err(parse_err)?;
-            let pttl = if fill {
-                values
-                    .next()
-                    .map(i64::from_redis_value)
-                    .transpose()
-                    .map_err(parse_err)?
-            } else {
-                None
-            };
-            out[*i] = inner
-                .redis_answer(key, stored.flatten(), pttl, epoch)?
-                .map(|(bytes, _)| bytes.to_vec());
-        }
-        inner.finish(Op::Get, started);
+                Ok(out)
+            })
+            .await?;
+        span.hits(&out);
         Ok(out)
     }
 
     async fn set_many_bytes(&self, entries: &[(&str, &[u8])], ttl: Option<Duration>) -> Result<()> {
-        effective_ttl(ttl, Some(self.inner.settings.default_ttl))?;
-        for (key, value) in entries {
-            self.set_bytes(key, value, ttl).await?;
-        }
-        Ok(())
+        let span = spans::set_many(&self.inner, entries.len());
+        span.run(async {
+            effective_ttl(ttl, Some(self.inner.settings.default_ttl))?;
+            for (key, value) in entries {
+                self.set_bytes(key, value, ttl).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn has(&self, key: &str) -> Result<bool> {
         let inner = &*self.inner;
-        inner.check_open()?;
-        let started = Instant::now();
         let key = inner.user_key(key);
-        let mut exists = redis::cmd("EXISTS");
-        exists.arg(inner.prefix.apply(&key));
-        let found = match inner.exec::<u64>(Req::One(&exists), &key, false).await? {
-            Ok(n) => n > 0,
-            Err(_) => inner.l1.get(&key).is_some(),
-        };
-        inner.finish(Op::Exists, started);
-        Ok(found)
+        let span = spans::has(inner, &key);
+        span.run(async {
+            inner.check_open()?;
+            let started = Instant::now();
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(inner.prefix.apply(&key));
+            let found = match inner.exec::<u64>(Req::One(&exists), &key, false).await? {
+                Ok(n) => n > 0,
+                Err(_) => inner.l1.get(&key).is_some(),
+            };
+            span.hit(found);
+            inner.finish(Op::Exists, started);
+            Ok(found)
+        })
+        .await
     }
 
     async fn remove(&self, key: &str) -> Result<bool> {
         let inner = &*self.inner;
-        inner.check_open()?;
-        let started = Instant::now();
         let key = inner.user_key(key);
-        let full = inner.prefix.apply(&key);
-        inner.l1.bump();
-        let in_l1 = inner.l1.remove(&key);
-        Metrics::bump(&inner.metrics.deletes, "memorix_deletes_total");
-        let mut pipe = redis::pipe();
-        pipe.cmd("UNLINK").arg(&full);
-        inner.publish(&mut pipe, &full);
-        let existed = match inner.exec::<(u64,)>(Req::Many(&pipe), &key, true).await? {
-            Ok((n,)) => {
-                if inner.settings.coherence {
-                    Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+        let span = spans::remove(inner, &key);
+        span.run(async {
+            inner.check_open()?;
+            let started = Instant::now();
+            let full = inner.prefix.apply(&key);
+            inner.l1.bump();
+            let in_l1 = inner.l1.remove(&key);
+            Metrics::bump(&inner.metrics.deletes, "memorix_deletes_total");
+            let mut pipe = redis::pipe();
+            pipe.cmd("UNLINK").arg(&full);
+            inner.publish(&mut pipe, &full);
+            let existed = match inner.exec::<(u64,)>(Req::Many(&pipe), &key, true).await? {
+                Ok((n,)) => {
+                    if inner.settings.coherence {
+                        Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+                    }
+                    n > 0
                 }
-                n > 0
-            }
-            Err(_) => {
-                inner.defer(full, PendingOp::Remove);
-                in_l1
-            }
-        };
-        inner.callbacks.fire(CacheEvent::Delete, &key, None, None);
-        inner.finish(Op::Delete, started);
-        Ok(existed)
+                Err(_) => {
+                    inner.defer(full, PendingOp::Remove);
+                    in_l1
+                }
+            };
+            span.hit(existed);
+            inner.callbacks.fire(CacheEvent::Delete, &key, None, None);
+            inner.finish(Op::Delete, started);
+            Ok(existed)
+        })
+        .await
     }
 
     async fn purge(&self) -> Result<()> {
         let inner = &*self.inner;
-        inner.check_open()?;
-        inner.l1.clear();
-        Metrics::bump(&inner.metrics.l1_clears, "memorix_l1_clears_total");
-        let pattern = inner.prefix.scan_pattern();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut pipe = redis::pipe();
-            pipe.cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(PURGE_BATCH);
-            let ((next, keys),): ((u64, Vec<Vec<u8>>),) = inner
-                .exec(Req::Many(&pipe), "*", false)
-                .await?
-                .map_err(|_| CacheError::Connection("Redis is unavailable; purge needs it".into()))?;
-            if !keys.is_empty() {
-                let mut unlink = redis::pipe();
-                unlink.cmd("UNLINK").arg(keys).ignore();
-                inner
-                    .exec::<()>(Req::Many(&unlink), "*", false)
+        let span = spans::purge(inner);
+        span.run(async {
+            inner.check_open()?;
+            inner.l1.clear();
+            Metrics::bump(&inner.metrics.l1_clears, "memorix_l1_clears_total");
+            let pattern = inner.prefix.scan_pattern();
+            let mut cursor: u64 = 0;
+            loop {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(PURGE_BATCH);
+                let ((next, keys),): ((u64, Vec<Vec<u8>>),) = inner
+                    .exec(Req::Many(&pipe), "*", false)
                     .await?
                     .map_err(|_| CacheError::Connection("Redis is unavailable; purge needs it".into()))?;
+                if !keys.is_empty() {
+                    let mut unlink = redis::pipe();
+                    unlink.cmd("UNLINK").arg(keys).ignore();
+                    inner
+                        .exec::<()>(Req::Many(&unlink), "*", false)
+                        .await?
+                        .map_err(|_| CacheError::Connection("Redis is unavailable; purge needs it".into()))?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                break;
+            if inner.settings.coherence {
+                let mut pipe = redis::pipe();
+                pipe.cmd("PUBLISH")
+                    .arg(&inner.channel)
+                    .arg(invalidation::purge_message(&inner.instance_id, &inner.prefix.get()))
+                    .ignore();
+                let _ = inner.exec::<()>(Req::Many(&pipe), "*", false).await?;
             }
-            cursor = next;
-        }
-        if inner.settings.coherence {
-            let mut pipe = redis::pipe();
-            pipe.cmd("PUBLISH")
-                .arg(&inner.channel)
-                .arg(invalidation::purge_message(&inner.instance_id, &inner.prefix.get()))
-                .ignore();
-            let _ = inner.exec::<()>(Req::Many(&pipe), "*", false).await?;
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) -> Result<()> {
