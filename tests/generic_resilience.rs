@@ -18,6 +18,15 @@ fn config(server: &RedisServer) -> RedisConfig {
     .unwrap()
 }
 
+async fn connect(server: &RedisServer, prefix: &str) -> GenericRedisCache {
+    GenericRedisCache::builder()
+        .redis(config(server))
+        .prefix(prefix)
+        .connect()
+        .await
+        .unwrap()
+}
+
 async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !ok() {
@@ -36,12 +45,7 @@ async fn raw_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {
 async fn kill_and_restart_mid_run_surfaces_no_error_and_recovers_within_1s() {
     let mut server = RedisServer::start();
     let prefix = unique_prefix("kill");
-    let cache = GenericRedisCache::builder()
-        .redis(config(&server))
-        .prefix(&prefix)
-        .connect()
-        .await
-        .unwrap();
+    let cache = connect(&server, &prefix).await;
     cache.set("before", &"kept in L1", None).await.unwrap();
     cache.set("doomed", &"removed during the outage", None).await.unwrap();
 
@@ -97,12 +101,7 @@ async fn writes_that_failed_do_not_leave_stale_values_in_a_surviving_redis() {
     // A's write and removal during the pause must win over the old values.
     let server = RedisServer::start();
     let prefix = unique_prefix("stale");
-    let a = GenericRedisCache::builder()
-        .redis(config(&server))
-        .prefix(&prefix)
-        .connect()
-        .await
-        .unwrap();
+    let a = connect(&server, &prefix).await;
     a.set("k", &"old", None).await.unwrap();
     a.set("gone", &"old", None).await.unwrap();
     let mut raw = server.raw().await;
@@ -123,12 +122,7 @@ async fn writes_that_failed_do_not_leave_stale_values_in_a_surviving_redis() {
     );
     assert!(!a.is_redis_available());
     wait_until("recovery", Duration::from_secs(3), || a.is_redis_available()).await;
-    let b = GenericRedisCache::builder()
-        .redis(config(&server))
-        .prefix(&prefix)
-        .connect()
-        .await
-        .unwrap();
+    let b = connect(&server, &prefix).await;
     assert_eq!(b.get::<String>("k").await.unwrap().as_deref(), Some("new"));
     assert_eq!(b.get::<String>("gone").await.unwrap(), None);
 }
@@ -186,12 +180,7 @@ async fn memory_only_at_start_then_switches_to_redis() {
 async fn l1_is_cleared_after_the_subscription_reconnects() {
     let mut server = RedisServer::start();
     let prefix = unique_prefix("resub");
-    let a = GenericRedisCache::builder()
-        .redis(config(&server))
-        .prefix(&prefix)
-        .connect()
-        .await
-        .unwrap();
+    let a = connect(&server, &prefix).await;
     wait_until("subscription", Duration::from_secs(2), || a.is_coherent()).await;
     a.set("k", &1u8, None).await.unwrap();
     server.restart();
