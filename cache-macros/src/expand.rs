@@ -167,6 +167,59 @@ impl<'a> Gen<'a> {
         quote!(|__k: &mut #p::KeyBuf| { #(#pushes)* })
     }
 
+    /// The key's arguments as a tuple of references (`(&id, &lang)`, or the
+    /// template's placeholders), when the argument-keyed front may serve the
+    /// call: not for `cache = EXPR` (no in-process tier) nor for options that
+    /// read freshness metadata on every hit (`refresh_ahead`, `stale_if_error`).
+    fn key_args(&self) -> Option<TokenStream> {
+        let o = self.opts;
+        if matches!(o.cache.as_ref().map(|c| &c.value), Some(CacheOpt::Expr(_)))
+            || o.refresh_beta.is_some()
+            || o.stale_ms.is_some()
+        {
+            return None;
+        }
+        let parts: Vec<TokenStream> = match &o.key {
+            None => self
+                .func
+                .args
+                .iter()
+                .map(|a| {
+                    let ident = &a.ident;
+                    quote!(&#ident)
+                })
+                .collect(),
+            Some(template) => template
+                .segments
+                .iter()
+                .filter_map(|s| match s {
+                    Segment::Text(_) => None,
+                    Segment::Arg { root, path } => {
+                        let span = template.lit.span();
+                        let root = if root == "self" {
+                            quote_spanned!(span=> self)
+                        } else {
+                            let ident = syn::Ident::new(root, span);
+                            quote!(#ident)
+                        };
+                        let path = path.iter().map(|f| match f.parse::<u32>() {
+                            Ok(index) => {
+                                let index = syn::Index { index, span };
+                                quote!(.#index)
+                            }
+                            Err(_) => {
+                                let ident = syn::Ident::new(f, span);
+                                quote!(.#ident)
+                            }
+                        });
+                        Some(quote!(&(#root #(#path)*)))
+                    }
+                })
+                .collect(),
+        };
+        Some(quote!((#(#parts,)*)))
+    }
+
     fn cache_expr(&self) -> TokenStream {
         let p = &self.private;
         match self.opts.cache.as_ref().map(|c| &c.value) {
@@ -296,12 +349,24 @@ impl<'a> Gen<'a> {
         } else {
             (quote!(fill_blocking), quote!())
         };
+        // Plain arguments pick the argument-keyed front at compile time
+        // (autoref specialization: `ViaArgs` when they are a `KeyPart`,
+        // `ViaKeyText` otherwise); the borrow ends before the body moves them.
+        let lookup = match self.key_args() {
+            Some(args) => quote! {{
+                #[allow(unused_imports)]
+                use #p::{ViaArgs as _, ViaKeyText as _};
+                (&#p::Args(&#args)).memorix_lookup(&__MEMORIX, #cache, #key)
+            }},
+            None => quote!(__MEMORIX.lookup::<#stored>(#cache, #key)),
+        };
         let main = quote! {
             #(#attrs)*
             #vis #sig {
                 #memo
                 let __adapter = #adapter;
-                match __MEMORIX.lookup::<#stored>(#cache, #key) {
+                let __lookup: #p::Lookup<#stored> = #lookup;
+                match __lookup {
                     #p::Lookup::Hit(__v) => (__adapter.from_stored)(__v),
                     #p::Lookup::Miss(__miss) => __MEMORIX.#fill(__miss, __adapter, #body)#dot_await,
                 }

@@ -7,9 +7,10 @@
 //! `tracing`, counted in [`stats`](super::stats), and the call goes on as if
 //! nothing was cached.
 
+use super::args::KeyPart;
 use super::flight::{Flights, Leader, Outcome, Role};
 use super::key::{build_key, with_key, KeyBuf};
-use super::l0::{key_hash, TypedFront};
+use super::l0::{key_hash, ArgFront, TypedFront};
 use super::registry::{default_slot, named_slot, Slot, ENCRYPTED_CACHE};
 use super::spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
 use super::stats;
@@ -41,6 +42,8 @@ pub struct Memo {
     flights: OnceLock<Flights>,
     /// The typed front (`TypedFront<S>` of the function's cached type).
     front: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The argument-keyed front (`ArgFront<K, S>`), when the arguments are a [`KeyPart`].
+    args_front: OnceLock<Box<dyn Any + Send + Sync>>,
     warned: AtomicBool,
 }
 
@@ -188,6 +191,7 @@ impl Memo {
             spec,
             flights: OnceLock::new(),
             front: OnceLock::new(),
+            args_front: OnceLock::new(),
             warned: AtomicBool::new(false),
         }
     }
@@ -208,6 +212,18 @@ impl Memo {
         self.front
             .get_or_init(|| Box::new(TypedFront::<S>::new(DEFAULT_TIER_CAPACITY)))
             .downcast_ref::<TypedFront<S>>()
+    }
+
+    /// The argument-keyed front of this function, on the same terms as
+    /// [`Memo::front`] (and for one `(K, S)` pair only).
+    #[inline]
+    fn args_front<K: Send + Sync + 'static, S: Storable>(&self) -> Option<&ArgFront<K, S>> {
+        if self.spec.stamped() {
+            return None;
+        }
+        self.args_front
+            .get_or_init(|| Box::new(ArgFront::<K, S>::new(DEFAULT_TIER_CAPACITY)))
+            .downcast_ref::<ArgFront<K, S>>()
     }
 
     fn flights(&self) -> &Flights {
@@ -303,8 +319,16 @@ impl Memo {
         }
     }
 
+    /// Builds the key and reads the tier: `front` may answer first (a copy),
+    /// `copy` is handed every fresh tier value for the next call.
     #[inline]
-    fn probe<S: Storable>(&self, slot: &Slot, build: impl FnOnce(&mut KeyBuf)) -> Probe<S> {
+    fn probe<S: Storable>(
+        &self,
+        slot: &Slot,
+        build: impl FnOnce(&mut KeyBuf),
+        front: impl FnOnce(&str) -> Option<S>,
+        copy: impl FnOnce(&str, &S, Option<Instant>),
+    ) -> Probe<S> {
         with_key(
             |k| {
                 self.start_key(k);
@@ -318,17 +342,13 @@ impl Memo {
                         refresh: false,
                     };
                 };
-                let front = self.front::<S>().map(|front| (front, key_hash(key), epoch()));
-                if let Some((front, hash, epoch)) = front {
-                    if let Some(value) = front.get(hash, epoch) {
-                        return Probe::Hit(value);
-                    }
+                if let Some(value) = front(key) {
+                    return Probe::Hit(value);
                 }
                 match tier.get::<S>(key) {
-                    TierLookup::Fresh(value, remaining, compute) => {
-                        if let Some((front, hash, epoch)) = front {
-                            front.insert(hash, value.clone(), remaining, epoch);
-                        }
+                    TierLookup::Fresh(value, fresh_until, compute) => {
+                        copy(key, &value, fresh_until);
+                        let remaining = fresh_until.map(|until| until.saturating_duration_since(Instant::now()));
                         if self.should_refresh(remaining, compute) {
                             Probe::Miss {
                                 key: key.to_owned(),
@@ -359,6 +379,69 @@ impl Memo {
     /// (or [`Memo::fill_blocking`]) with the body.
     #[inline]
     pub fn lookup<S: Storable>(&self, cache: Option<Arc<dyn Cache>>, build: impl FnOnce(&mut KeyBuf)) -> Lookup<S> {
+        // Read before the tier is: a copy made now is dropped by any
+        // invalidation that lands while it is being made.
+        let epoch = epoch();
+        let front = self.front::<S>();
+        self.lookup_with(
+            cache,
+            build,
+            |key| front.and_then(|front| front.get(key_hash(key), epoch)),
+            |key, value: &S, fresh_until| {
+                if let Some(front) = front {
+                    front.insert(key_hash(key), value.clone(), fresh_until, epoch);
+                }
+            },
+        )
+    }
+
+    /// [`Memo::lookup`] for arguments that are their own key (see
+    /// [`KeyPart`]): a copy under equal arguments answers before any key text
+    /// is built. Reached through [`ViaArgs`](super::args::ViaArgs).
+    #[inline]
+    pub fn lookup_args<K: KeyPart, S: Storable>(
+        &self,
+        args: &K,
+        cache: Option<Arc<dyn Cache>>,
+        build: impl FnOnce(&mut KeyBuf),
+    ) -> Lookup<S> {
+        let front = match (&cache, self.args_front::<K::Owned, S>()) {
+            (None, Some(front)) => front,
+            _ => return self.lookup(cache, build),
+        };
+        let hash = front.hash(args);
+        let epoch = epoch();
+        if let Some(value) = front.get(hash, epoch, |owned| args.eq_owned(owned)) {
+            return Lookup::Hit(value);
+        }
+        self.lookup_args_miss(front, hash, epoch, args, build)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lookup_args_miss<K: KeyPart, S: Storable>(
+        &self,
+        front: &ArgFront<K::Owned, S>,
+        hash: u64,
+        epoch: u64,
+        args: &K,
+        build: impl FnOnce(&mut KeyBuf),
+    ) -> Lookup<S> {
+        self.lookup_with(
+            None,
+            build,
+            |_| None,
+            |_, value: &S, fresh_until| front.insert(hash, args.to_owned_part(), value.clone(), fresh_until, epoch),
+        )
+    }
+
+    fn lookup_with<S: Storable>(
+        &self,
+        cache: Option<Arc<dyn Cache>>,
+        build: impl FnOnce(&mut KeyBuf),
+        front: impl FnOnce(&str) -> Option<S>,
+        copy: impl FnOnce(&str, &S, Option<Instant>),
+    ) -> Lookup<S> {
         let slot = match self.resolve(cache) {
             Ok(slot) => slot,
             Err(err) => {
@@ -371,7 +454,7 @@ impl Memo {
                 });
             }
         };
-        match self.probe::<S>(&slot, build) {
+        match self.probe::<S>(&slot, build, front, copy) {
             Probe::Hit(value) => Lookup::Hit(value),
             Probe::Miss { key, current, refresh } => Lookup::Miss(Miss {
                 slot: Some(slot.into_arc()),

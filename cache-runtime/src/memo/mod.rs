@@ -16,6 +16,7 @@
 //! memoized value decoded, so a hit is a hash lookup and a `clone()`; writes
 //! through [`default_cache`] / [`named_cache`] keep both views in step.
 
+mod args;
 mod call;
 mod flight;
 mod key;
@@ -25,6 +26,7 @@ mod spec;
 mod stats;
 mod tier;
 
+pub use args::{Args, KeyPart, ViaArgs, ViaKeyText};
 pub use call::{CacheHandle, Lookup, Memo, Miss, Storable};
 pub use key::{KeyBuf, KeyError, MAX_ARGS_LEN};
 pub use registry::{

@@ -114,6 +114,8 @@ pub fn register<C: Cache + 'static>(name: &str, cache: C) {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(name.to_owned(), slot);
+    // Copies made from the replaced cache must not answer any more.
+    advance_epoch();
 }
 
 /// Like [`register`], for a cache shared with other code (no typed fast path).
@@ -123,6 +125,8 @@ pub fn register_shared(name: &str, cache: Arc<dyn Cache>) {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(name.to_owned(), slot);
+    // Copies made from the replaced cache must not answer any more.
+    advance_epoch();
 }
 
 /// The default cache of memoized functions. For an in-process engine, writes

@@ -56,8 +56,9 @@ pub(crate) struct TierEntry {
 
 /// What the tier knows about a key.
 pub(crate) enum TierLookup<S> {
-    /// A fresh value; `remaining` is its time to live (None = forever).
-    Fresh(S, Option<Duration>, Duration),
+    /// A fresh value, the instant it stops being fresh (None = never) and
+    /// the body's compute time.
+    Fresh(S, Option<Instant>, Duration),
     /// Past its TTL but inside the stale-if-error window.
     Stale(S),
     /// Nothing usable.
@@ -127,7 +128,7 @@ impl LocalTier {
             Some(fresh_until) => {
                 let now = Instant::now();
                 if now < fresh_until {
-                    TierLookup::Fresh(value.clone(), Some(fresh_until - now), entry.compute)
+                    TierLookup::Fresh(value.clone(), Some(fresh_until), entry.compute)
                 } else if entry.keep_until.is_some_and(|k| now < k) {
                     TierLookup::Stale(value.clone())
                 } else {
