@@ -557,3 +557,155 @@ fn crate_option_accepts_a_re_export_path() {
     assert_eq!(doubled(4), 8);
     assert_eq!(doubled_cache_key(4), "crate-opt:4");
 }
+
+// ------------------------------------------------ the argument-keyed front
+//
+// Plain arguments (integers, strings, ...) are looked up by value in a
+// per-function front before any key text is built. Each test warms the front
+// (a miss, a hit copied from the tier, then a hit from the front itself)
+// before changing the entry some other way.
+
+static FRONT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(key = "front:{id}")]
+fn front_value(id: u64) -> u64 {
+    FRONT_RUNS.fetch_add(1, SeqCst) as u64 * 1_000 + id
+}
+
+#[cache_put(key = "front:{id}", value = value)]
+fn front_store(id: u64, value: u64) {
+    let _ = (id, value);
+}
+
+#[cache_evict(key = "front:{id}")]
+fn front_forget(id: u64) {
+    let _ = id;
+}
+
+/// Calls `f` three times (miss, tier hit, front hit); all three must agree.
+fn warm<T: PartialEq + std::fmt::Debug>(mut f: impl FnMut() -> T) -> T {
+    let first = f();
+    assert_eq!(f(), first);
+    assert_eq!(f(), first);
+    first
+}
+
+#[test]
+fn front_hits_see_invalidate_prime_put_and_evict() {
+    let v0 = warm(|| front_value(7));
+    assert!(front_value_invalidate(7).unwrap());
+    let v1 = warm(|| front_value(7));
+    assert_ne!(v1, v0, "invalidated after a front hit: the body runs again");
+
+    front_value_prime(7, 42).unwrap();
+    assert_eq!(warm(|| front_value(7)), 42, "primed over a front copy");
+
+    front_store(7, 43);
+    assert_eq!(warm(|| front_value(7)), 43, "#[cache_put] over a front copy");
+
+    front_forget(7);
+    let v2 = warm(|| front_value(7));
+    assert!(v2 != 43 && v2 % 1_000 == 7, "#[cache_evict] drops the front copy: {v2}");
+    assert_eq!(front_value(8) % 1_000, 8, "other arguments, other entry");
+}
+
+static FRONT_ASYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "10m")]
+async fn front_async(name: String, n: u8) -> String {
+    let run = FRONT_ASYNC_RUNS.fetch_add(1, SeqCst);
+    format!("{name}-{n}-{run}")
+}
+
+#[tokio::test]
+async fn front_hits_see_removes_through_the_default_cache() {
+    let first = front_async("ada".into(), 1).await;
+    for _ in 0..3 {
+        assert_eq!(front_async("ada".into(), 1).await, first);
+    }
+    assert_ne!(
+        front_async("ada".into(), 2).await,
+        first,
+        "arguments are compared, not just hashed"
+    );
+    let key = front_async_cache_key("ada".into(), 1);
+    assert!(memo::default_cache().remove(&key).await.unwrap());
+    let second = front_async("ada".into(), 1).await;
+    assert_ne!(second, first, "removed through default_cache(): the body runs again");
+    assert_eq!(front_async("ada".into(), 1).await, second);
+    assert!(front_async_invalidate("ada".into(), 1).await.unwrap());
+    assert_ne!(front_async("ada".into(), 1).await, second);
+}
+
+#[cached]
+fn front_square(x: u64) -> u64 {
+    x * x
+}
+
+#[cached]
+fn front_cube(x: u64) -> u64 {
+    x * x * x
+}
+
+#[test]
+fn two_functions_with_equal_arguments_keep_apart() {
+    assert_eq!(warm(|| front_square(3)), 9);
+    assert_eq!(warm(|| front_cube(3)), 27);
+    assert_eq!(warm(|| front_square(3)), 9);
+}
+
+static FRONT_TTL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "150ms")]
+fn front_ttl(id: u32) -> usize {
+    let _ = id;
+    FRONT_TTL_RUNS.fetch_add(1, SeqCst)
+}
+
+#[test]
+fn front_copies_expire_with_the_ttl() {
+    let first = warm(|| front_ttl(1));
+    std::thread::sleep(Duration::from_millis(400));
+    let second = warm(|| front_ttl(1));
+    assert_ne!(second, first, "a front copy does not outlive its TTL");
+}
+
+static FRONT_SWAP_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "front-swap")]
+fn front_swapped(id: u32) -> usize {
+    let _ = id;
+    FRONT_SWAP_RUNS.fetch_add(1, SeqCst)
+}
+
+#[test]
+fn front_copies_do_not_survive_a_register_swap() {
+    memorix::register("front-swap", MemoryCache::new(100));
+    let first = warm(|| front_swapped(1));
+    memorix::register("front-swap", MemoryCache::new(100));
+    let second = warm(|| front_swapped(1));
+    assert_ne!(second, first, "the new cache is empty: the body runs again");
+}
+
+static FRONT_STRUCT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A struct argument is not a plain key: the key-text path serves it.
+#[cached]
+fn front_user_len(user: User) -> usize {
+    FRONT_STRUCT_RUNS.fetch_add(1, SeqCst);
+    user.name.len()
+}
+
+#[test]
+fn other_argument_types_keep_the_key_text_path() {
+    let ada = User {
+        id: 1,
+        name: "Ada".into(),
+    };
+    let before = FRONT_STRUCT_RUNS.load(SeqCst);
+    assert_eq!(warm(|| front_user_len(ada.clone())), 3);
+    assert_eq!(FRONT_STRUCT_RUNS.load(SeqCst) - before, 1);
+    assert!(front_user_len_invalidate(ada.clone()).unwrap());
+    assert_eq!(warm(|| front_user_len(ada.clone())), 3);
+    assert_eq!(FRONT_STRUCT_RUNS.load(SeqCst) - before, 2);
+}

@@ -1022,4 +1022,23 @@ mod tests {
             );
         }
     }
+
+    static ARGS_MEMO: Memo = Memo::new(MemoSpec {
+        name: "tests::args_square",
+        ..MemoSpec::DEFAULT
+    });
+
+    #[test]
+    fn a_tier_hit_is_copied_to_the_argument_keyed_front() {
+        let k = 11u64;
+        let call = || match ARGS_MEMO.lookup_args::<(&u64,), u64>(&(&k,), None, |b| b.arg(&k)) {
+            Lookup::Miss(miss) => ARGS_MEMO.fill_blocking(miss, adapter(), || k * k),
+            Lookup::Hit(v) => v,
+        };
+        assert_eq!(call(), k * k);
+        assert_eq!(call(), k * k);
+        let front = ARGS_MEMO.args_front::<(u64,), u64>().expect("argument-keyed front");
+        assert!(front.holds(front.hash(&(&k,))), "the tier hit was not copied");
+        assert_eq!(call(), k * k);
+    }
 }

@@ -242,4 +242,14 @@ impl<K, S: Clone> ArgFront<K, S> {
         }
         shard.map.insert(hash, ArgEntry { key, value, until });
     }
+
+    /// True when a copy is kept under `hash`, whatever its epoch.
+    #[cfg(test)]
+    pub(crate) fn holds(&self, hash: u64) -> bool {
+        self.shard(hash)
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .contains_key(&hash)
+    }
 }
