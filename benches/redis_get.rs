@@ -1,6 +1,12 @@
 //! `RedisCache::get` of a 1 KiB value vs raw redis-rs multiplexed GET of the
 //! same bytes, 64 concurrent tasks, in the same run against the same server.
 //!
+//! Two more sides locate any gap: a raw redis-rs GET through memorix's
+//! default connection (`ReconnectingConnection`, no cache layer: the cost of
+//! the connection), and `RedisCache` over a plain `MultiplexedConnection`
+//! (no reconnect logic: the cost of the cache layer). Every side has its own
+//! socket, as the default `RedisCache` does.
+//!
 //! Run: `cargo bench --bench redis_get`. Prints one JSON object.
 
 mod common;
@@ -8,8 +14,10 @@ mod common;
 mod support;
 
 use memorix::prelude::*;
-use memorix::RedisCache;
+use memorix::{RedisCache, RedisConnection};
 use redis::AsyncCommands;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use support::RedisServer;
 
@@ -18,14 +26,32 @@ const OPS_PER_TASK: usize = 250;
 const ROUNDS: usize = 21;
 const KEY: &str = "bench:1k";
 
+type Op = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// One round: `TASKS` tasks doing `OPS_PER_TASK` calls each; ops per second.
-async fn measure<F, Fut>(op: &F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
+async fn measure(op: &Op) -> f64 {
     let op = op.clone();
     common::ops_per_sec(TASKS, OPS_PER_TASK, move |_| op()).await
+}
+
+fn cache_get(cache: Arc<RedisCache>) -> Op {
+    Arc::new(move || {
+        let cache = cache.clone();
+        Box::pin(async move {
+            let v: Option<serde_bytes::ByteBuf> = cache.get(KEY).await.expect("get");
+            assert_eq!(v.map(|b| b.len()), Some(1024));
+        })
+    })
+}
+
+fn raw_get<C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static>(conn: C) -> Op {
+    Arc::new(move || {
+        let mut conn = conn.clone();
+        Box::pin(async move {
+            let v: Option<Vec<u8>> = conn.get(KEY).await.expect("raw get");
+            assert!(v.is_some_and(|b| b.len() > 1024));
+        })
+    })
 }
 
 fn main() {
@@ -43,59 +69,63 @@ fn main() {
             .get_multiplexed_async_connection()
             .await
             .expect("raw connect");
-
-        let ours = {
-            let cache = cache.clone();
-            move || {
-                let cache = cache.clone();
-                async move {
-                    let v: Option<serde_bytes::ByteBuf> = cache.get(KEY).await.expect("get");
-                    assert_eq!(v.map(|b| b.len()), Some(1024));
-                }
-            }
+        let default_conn = match cache.client().expect("client") {
+            RedisConnection::Reconnecting(conn) => conn,
+            other => panic!("expected the default reconnecting connection, got {other:?}"),
         };
-        let peer = move || {
-            let mut conn = raw.clone();
-            async move {
-                let v: Option<Vec<u8>> = conn.get(KEY).await.expect("raw get");
-                assert!(v.is_some_and(|b| b.len() > 1024));
-            }
-        };
+        // The connection the diagnostic side reads through: its own socket.
+        let reconnecting = memorix::ReconnectingConnection::open(&server.config())
+            .await
+            .expect("connect");
+        assert_eq!(format!("{default_conn:?}"), format!("{reconnecting:?}"));
+        let plain = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("plain connect");
+        let cache_on_plain = Arc::new(RedisCache::with_connection(plain).await.expect("wrap"));
 
-        // Warm up both, then alternate rounds so drift hits both sides alike.
-        measure(&ours).await;
-        measure(&peer).await;
-        // Each round measures both sides back to back (in alternating order), and
-        // the ratio is taken per round: load from other processes drifts slowly,
-        // so it cancels within a pair, and the median drops the noisy pairs.
-        let (mut ours_ops, mut peer_ops, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
-            let (o, p) = if round % 2 == 0 {
-                let o = measure(&ours).await;
-                (o, measure(&peer).await)
-            } else {
-                let p = measure(&peer).await;
-                (measure(&ours).await, p)
-            };
-            ours_ops.push(o);
-            peer_ops.push(p);
-            ratios.push(o / p);
+        // memorix, raw, raw through ReconnectingConnection, RedisCache on plain.
+        let sides = [
+            cache_get(cache),
+            raw_get(raw),
+            raw_get(reconnecting),
+            cache_get(cache_on_plain),
+        ];
+        for side in &sides {
+            measure(side).await; // warm up
         }
-        let (ours_median, peer_median, ratio) = (
-            common::median(ours_ops),
-            common::median(peer_ops),
-            common::median(ratios),
-        );
+        // Each round measures every side back to back (in rotating order), and
+        // the ratios are taken per round: load from other processes drifts
+        // slowly, so it cancels within a round, and the median drops the noisy
+        // rounds.
+        let mut ops = vec![Vec::new(); sides.len()];
+        let mut ratios = vec![Vec::new(); sides.len()];
+        for round in 0..ROUNDS {
+            let mut this = [0.0; 4];
+            for k in 0..sides.len() {
+                let side = (round + k) % sides.len();
+                this[side] = measure(&sides[side]).await;
+            }
+            for side in 0..sides.len() {
+                ops[side].push(this[side]);
+                ratios[side].push(this[side] / this[1]);
+            }
+        }
+        let median = |xs: &Vec<f64>| common::median(xs.clone());
+        let ratio = |side: usize| (median(&ratios[side]) * 1000.0).round() / 1000.0;
         println!(
             "{}",
             serde_json::json!({
                 "bench": "redis_get_1k_64_tasks",
                 "rounds": ROUNDS,
                 "ops_per_round": TASKS * OPS_PER_TASK,
-                "memorix_redis_cache_get_ops_per_sec_median": ours_median.round(),
-                "raw_redis_rs_get_ops_per_sec_median": peer_median.round(),
-                "ratio_memorix_over_raw_median_of_pairs": (ratio * 1000.0).round() / 1000.0,
-                "target_ratio": 0.95
+                "memorix_redis_cache_get_ops_per_sec_median": median(&ops[0]).round(),
+                "raw_redis_rs_get_ops_per_sec_median": median(&ops[1]).round(),
+                "ratio_memorix_over_raw_median_of_pairs": ratio(0),
+                "target_ratio": 0.95,
+                "diagnostic_raw_get_via_reconnecting_connection_over_raw": ratio(2),
+                "diagnostic_redis_cache_on_plain_multiplexed_over_raw": ratio(3),
             })
         );
     });

@@ -1,13 +1,19 @@
 //! `RedisCache` against a real redis-server: every method of the Cache API,
-//! prefixes, TTLs, batches, codecs, corrupt entries and a dead server.
+//! prefixes, TTLs, batches, codecs, corrupt entries, a dead server, and the
+//! default reconnecting connection (restarts, outages, frozen servers).
 
 mod support;
 
 use memorix::prelude::*;
-use memorix::{CacheError, CorruptEntryPolicy, Json, MsgPack, Pickle, RawBytes, RedisCache, RedisConfig};
+use memorix::{
+    CacheError, CorruptEntryPolicy, Json, MsgPack, Pickle, RawBytes, ReconnectingConnection, RedisCache, RedisConfig,
+    RedisConnection,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use support::{unique_prefix, RedisServer};
 
 async fn cache_on(server: &RedisServer, prefix: &str) -> RedisCache {
@@ -552,4 +558,254 @@ async fn many_connections_spread_requests() {
     for (i, task) in tasks.into_iter().enumerate() {
         assert_eq!(task.await.unwrap(), Some(i as u32));
     }
+}
+
+// ---------------------------------------------------------------------------
+// The default connection (`RedisConnection::Reconnecting`): one reconnect at a
+// time, fail fast while down, never a hang.
+// ---------------------------------------------------------------------------
+
+/// Short timeouts, so an outage costs the tests little.
+fn short_timeouts(server: &RedisServer, max_connections: usize) -> RedisConfig {
+    server
+        .config()
+        .into_builder()
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .max_connections(max_connections)
+        .build()
+        .unwrap()
+}
+
+/// The next connection of `cache`, which must be the default kind.
+fn reconnecting(cache: &RedisCache) -> ReconnectingConnection {
+    match cache.client().unwrap() {
+        RedisConnection::Reconnecting(conn) => conn,
+        other => panic!("a standalone config opens reconnecting connections, got {other:?}"),
+    }
+}
+
+/// Client connections the server has, the inspecting one (`raw`) included.
+async fn client_count(raw: &mut redis::aio::MultiplexedConnection) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(raw)
+        .await
+        .unwrap();
+    list.lines().count()
+}
+
+/// Calls `get` until it succeeds; how long that took.
+async fn wait_until_served(cache: &RedisCache, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if cache.get::<u8>("k").await.is_ok() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "not served again within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_under_load_reconnects_once_per_connection_and_serves_again() {
+    let mut server = RedisServer::start();
+    let cache = Arc::new(RedisCache::connect(short_timeouts(&server, 2)).await.unwrap());
+    cache.set("k", &1u8, None).await.unwrap();
+    let conns = [reconnecting(&cache), reconnecting(&cache)];
+
+    // 64 callers keep reading through the whole outage.
+    let stop = Arc::new(AtomicBool::new(false));
+    let slowest_failure_us = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let callers: Vec<_> = (0..64)
+        .map(|_| {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            let (slowest, failures) = (slowest_failure_us.clone(), failures.clone());
+            tokio::spawn(async move {
+                while !stop.load(Relaxed) {
+                    let started = Instant::now();
+                    if let Err(err) = cache.get::<u8>("k").await {
+                        assert!(err.is_unavailable(), "a typed connection error, got {err}");
+                        slowest.fetch_max(started.elapsed().as_micros() as u64, Relaxed);
+                        failures.fetch_add(1, Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    tokio::task::block_in_place(|| server.stop());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(failures.load(Relaxed) > 64, "the callers saw the outage");
+    assert!(conns.iter().all(|c| !c.is_connected()), "{conns:?}");
+
+    tokio::task::block_in_place(|| server.restart());
+    let took = wait_until_served(&cache, Duration::from_secs(3)).await;
+    // Attempts back off to one every 500 ms while the server is away.
+    assert!(took < Duration::from_millis(1500), "served again after {took:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+
+    // Dozens of callers failed at once, yet each connection was re-opened once.
+    for conn in &conns {
+        assert!(conn.is_connected());
+        assert_eq!(conn.reconnects(), 1, "{conn:?}");
+    }
+    let mut raw = server.raw().await;
+    assert_eq!(client_count(&mut raw).await, 3, "2 cache connections + the inspector");
+    let slowest = Duration::from_micros(slowest_failure_us.load(Relaxed));
+    assert!(slowest < Duration::from_secs(1), "a failed call took {slowest:?}");
+}
+
+#[tokio::test]
+async fn calls_while_down_fail_within_the_response_timeout_then_at_once() {
+    let mut server = RedisServer::start();
+    let cache = RedisCache::connect(short_timeouts(&server, 1)).await.unwrap();
+    cache.set("k", &1u8, None).await.unwrap();
+    let conn = reconnecting(&cache);
+    server.stop();
+
+    for _ in 0..5 {
+        let started = Instant::now();
+        let err = cache.get::<u8>("k").await.unwrap_err();
+        assert!(err.is_connection(), "a connection error, got {err}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(300 + 200), "within the 300 ms response timeout: {took:?}");
+    }
+    // By now the quick attempts have failed: the connection is down and calls
+    // do not wait at all (no queue builds up behind a dead server).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!conn.is_connected());
+    let started = Instant::now();
+    for _ in 0..100 {
+        assert!(cache.get::<u8>("k").await.unwrap_err().is_connection());
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(200), "100 calls while down took {took:?}");
+    assert!(format!("{conn:?}").contains("down"), "{conn:?}");
+
+    server.restart();
+    wait_until_served(&cache, Duration::from_secs(3)).await;
+    assert_eq!(conn.reconnects(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_connection_is_replaced_at_once() {
+    let server = RedisServer::start();
+    let cache = RedisCache::connect(short_timeouts(&server, 1)).await.unwrap();
+    cache.set("k", &1u8, None).await.unwrap();
+    let conn = reconnecting(&cache);
+    let mut raw = server.raw().await;
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+
+    // The server is up: the first call notices the broken socket, the reconnect
+    // takes a round trip, and callers meanwhile wait for it rather than fail.
+    let took = wait_until_served(&cache, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(conn.reconnects(), 1);
+    assert_eq!(client_count(&mut raw).await, 2, "the new cache connection + the inspector");
+}
+
+#[tokio::test]
+async fn a_frozen_server_times_out_without_reconnecting() {
+    let server = RedisServer::start();
+    let cache = RedisCache::connect(short_timeouts(&server, 1)).await.unwrap();
+    cache.set("k", &1u8, None).await.unwrap();
+    let conn = reconnecting(&cache);
+    let info: String = redis::cmd("INFO").arg("server").query_async(&mut server.raw().await).await.unwrap();
+    let pid = info
+        .lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    /// SIGCONT on the way out, even if an assertion fails.
+    struct Thaw(String);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill").args(["-CONT", &self.0]).status();
+        }
+    }
+    let status = std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    assert!(status.success());
+    let thaw = Thaw(pid);
+
+    // The socket is open but nothing answers: the response timeout bounds the call.
+    let started = Instant::now();
+    let err = cache.get::<u8>("k").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(err.is_timeout(), "a timeout, got {err}");
+    assert!(took < Duration::from_millis(300 + 200), "{took:?}");
+
+    // A timeout alone keeps the connection (the server may only be busy).
+    drop(thaw);
+    assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
+    assert_eq!(conn.reconnects(), 0);
+    assert!(conn.is_connected());
+}
+
+#[tokio::test]
+async fn reconnect_after_restart_authenticates_and_debug_hides_the_password() {
+    let mut server = RedisServer::start_with(&["--requirepass", "s3cret-pw"]);
+    let config = RedisConfig::from_url(&format!(
+        "redis://:s3cret-pw@127.0.0.1:{}/2?connect_timeout=300ms&response_timeout=300ms",
+        server.port()
+    ))
+    .unwrap();
+    let conn = ReconnectingConnection::open(&config).await.unwrap();
+    let cache = RedisCache::with_connection(conn.clone()).await.unwrap();
+    cache.set("k", &7u8, None).await.unwrap();
+
+    server.restart();
+    wait_until_served(&cache, Duration::from_secs(3)).await;
+    // Password and database survived the reconnect (the restarted server is empty).
+    cache.set("k", &8u8, None).await.unwrap();
+    let mut raw = RedisConfig::from_url(&format!("redis://:s3cret-pw@127.0.0.1:{}/2", server.port()))
+        .and_then(|config| memorix::client_for(&config))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored: Option<Vec<u8>> = redis::cmd("GET").arg("k").query_async(&mut raw).await.unwrap();
+    assert!(stored.is_some(), "written to db 2 of the restarted server");
+    assert_eq!(conn.reconnects(), 1);
+    let debug = format!("{conn:?} {:?}", RedisConnection::from(conn.clone()));
+    assert!(!debug.contains("s3cret-pw"), "{debug}");
+    assert!(debug.contains("127.0.0.1"), "{debug}");
+}
+
+#[tokio::test]
+async fn a_user_built_connection_manager_still_works() {
+    let server = RedisServer::start();
+    let manager = redis::aio::ConnectionManager::new(server.client()).await.unwrap();
+    let cache = RedisCache::with_connection(manager).await.unwrap();
+    assert!(matches!(cache.client().unwrap(), RedisConnection::Manager(_)));
+    cache.set("k", &3u8, None).await.unwrap();
+    assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(3));
+}
+
+#[tokio::test]
+async fn reconnecting_connection_refuses_a_cluster_config() {
+    let config = RedisConfig::from_url("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap();
+    let err = ReconnectingConnection::open(&config).await.unwrap_err();
+    assert!(err.is_config(), "{err}");
+    assert!(err.to_string().contains("topology"), "{err}");
 }

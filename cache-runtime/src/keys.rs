@@ -22,6 +22,12 @@ impl Prefix {
         self.0.store(Arc::new(prefix.to_owned()));
     }
 
+    /// The current prefix, borrowed: no allocation (for engines that write
+    /// `prefix + key` straight into a command buffer).
+    pub(crate) fn current(&self) -> arc_swap::Guard<Arc<String>> {
+        self.0.load()
+    }
+
     /// `prefix + key`, in one allocation.
     pub(crate) fn apply(&self, key: &str) -> String {
         let prefix = self.0.load();

@@ -3,17 +3,19 @@
 
 mod cluster;
 mod config;
+mod reconnecting;
 mod secret;
 mod sentinel;
 mod url;
 
 pub use cluster::ClusterConnection;
 pub use config::{RedisConfig, RedisConfigBuilder, TlsConfig, Topology};
+pub use reconnecting::ReconnectingConnection;
 pub use secret::Secret;
 pub use sentinel::SentinelConnection;
 
 use crate::error::{CacheError, Result};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 /// A multiplexed, cloneable connection to Redis, as handed out by
@@ -34,7 +36,8 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum RedisConnection {
-    /// Reconnects by itself after a broken connection (the default).
+    /// A redis-rs `ConnectionManager` the user built (it reconnects by
+    /// itself). memorix opens [`RedisConnection::Reconnecting`] instead.
     Manager(ConnectionManager),
     /// A plain multiplexed connection the user built.
     Multiplexed(MultiplexedConnection),
@@ -42,6 +45,10 @@ pub enum RedisConnection {
     Cluster(ClusterConnection),
     /// The primary Redis Sentinel names; follows it through failovers.
     Sentinel(SentinelConnection),
+    /// One server, reconnecting by itself after a broken connection and
+    /// failing fast while the server is down (the default for a standalone
+    /// config).
+    Reconnecting(ReconnectingConnection),
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -51,6 +58,7 @@ impl std::fmt::Debug for RedisConnection {
             RedisConnection::Multiplexed(_) => f.write_str("RedisConnection::Multiplexed"),
             RedisConnection::Cluster(_) => f.write_str("RedisConnection::Cluster"),
             RedisConnection::Sentinel(_) => f.write_str("RedisConnection::Sentinel"),
+            RedisConnection::Reconnecting(_) => f.write_str("RedisConnection::Reconnecting"),
         }
     }
 }
@@ -74,6 +82,7 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Multiplexed(c) => c.req_packed_command(cmd),
             RedisConnection::Cluster(c) => c.req_packed_command(cmd),
             RedisConnection::Sentinel(c) => c.req_packed_command(cmd),
+            RedisConnection::Reconnecting(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -88,6 +97,7 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConnection::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Reconnecting(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -97,6 +107,7 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Multiplexed(c) => c.get_db(),
             RedisConnection::Cluster(c) => c.get_db(),
             RedisConnection::Sentinel(c) => c.get_db(),
+            RedisConnection::Reconnecting(c) => c.get_db(),
         }
     }
 }
@@ -220,8 +231,9 @@ pub async fn pubsub_client(config: &RedisConfig) -> Result<redis::Client> {
 }
 
 /// Opens `config.max_connections()` self-healing connections of the kind the
-/// config's [`Topology`] asks for. The redis-rs `Client` is returned for a
-/// standalone server only.
+/// config's [`Topology`] asks for: [`ReconnectingConnection`]s for a
+/// standalone server. The redis-rs `Client` is returned for a standalone
+/// server only.
 pub async fn open(config: &RedisConfig) -> Result<(Option<redis::Client>, Vec<RedisConnection>)> {
     config.validate()?;
     match config.topology() {
@@ -230,15 +242,10 @@ pub async fn open(config: &RedisConfig) -> Result<(Option<redis::Client>, Vec<Re
         Topology::Standalone => {}
     }
     let client = client_for(config)?;
-    let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout()))
-        .set_response_timeout(Some(config.response_timeout()))
-        .set_number_of_retries(config.reconnect_retries())
-        .set_max_delay(std::time::Duration::from_millis(500));
     let mut conns = Vec::with_capacity(config.max_connections());
     for _ in 0..config.max_connections() {
-        let manager = ConnectionManager::new_with_config(client.clone(), manager_config.clone()).await?;
-        conns.push(RedisConnection::Manager(manager));
+        let conn = ReconnectingConnection::open_with_client(client.clone(), config).await?;
+        conns.push(RedisConnection::Reconnecting(conn));
     }
     Ok((Some(client), conns))
 }

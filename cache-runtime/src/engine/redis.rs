@@ -17,6 +17,25 @@ use std::time::Duration;
 /// How many keys one SCAN step asks for and one UNLINK removes during `purge`.
 const PURGE_BATCH: usize = 500;
 
+/// `prefix + key` as one Redis argument, written straight into the command
+/// buffer: no `String` is built per call (the hot path of `get`).
+struct PrefixedKey<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl redis::ToRedisArgs for PrefixedKey<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into a Vec cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
+    }
+}
+
+impl redis::ToSingleRedisArg for PrefixedKey<'_> {}
+
 /// A cache on Redis.
 ///
 /// Values are encoded by the codec (MessagePack by default), run through the
@@ -221,7 +240,12 @@ impl RedisCache {
     pub fn client(&self) -> Result<RedisConnection> {
         let conns = self.conns.load();
         let conns = conns.as_ref().ok_or(CacheError::Closed)?;
-        let index = self.next_conn.fetch_add(1, Relaxed) % conns.len();
+        // One connection (the default) needs no counter: a shared atomic
+        // bumped by every call costs cross-core traffic on the hot path.
+        let index = match conns.len() {
+            1 => 0,
+            n => self.next_conn.fetch_add(1, Relaxed) % n,
+        };
         Ok(conns[index].clone())
     }
 
@@ -247,8 +271,16 @@ impl RedisCache {
     /// Remaining time to live of `key`: `None` if the key does not exist or has
     /// no expiry.
     pub async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let ms: i64 = self.run(redis::cmd("PTTL").arg(self.prefix.apply(key))).await?;
+        let ms: i64 = self.run(&self.key_cmd("PTTL", key)).await?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
+
+    /// `name prefix+key`.
+    fn key_cmd(&self, name: &str, key: &str) -> redis::Cmd {
+        let prefix = self.prefix.current();
+        let mut cmd = redis::cmd(name);
+        cmd.arg(PrefixedKey { prefix: &prefix, key });
+        cmd
     }
 
     /// Runs a command with this cache's timeout-retry policy.
@@ -271,8 +303,8 @@ impl RedisCache {
 
     fn set_cmd(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<redis::Cmd> {
         let sealed = self.pipeline.seal(value)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.prefix.apply(key)).arg(sealed.as_ref());
+        let mut cmd = self.key_cmd("SET", key);
+        cmd.arg(sealed.as_ref());
         if let Some(ttl) = effective_ttl(ttl, self.default_ttl)? {
             cmd.arg("PX").arg(ttl_millis(ttl));
         }
@@ -296,7 +328,7 @@ impl RedisCache {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let stored: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(self.prefix.apply(key))).await?;
+        let stored: Option<Vec<u8>> = self.run(&self.key_cmd("GET", key)).await?;
         self.open_entry(stored)
     }
 
@@ -316,9 +348,11 @@ impl Cache for RedisCache {
             }
             _ => {
                 let mut cmd = redis::cmd("MGET");
+                let prefix = self.prefix.current();
                 for key in keys {
-                    cmd.arg(self.prefix.apply(key));
+                    cmd.arg(PrefixedKey { prefix: &prefix, key });
                 }
+                drop(prefix); // not held across the round trip
                 self.run(&cmd).await?
             }
         };
@@ -345,12 +379,12 @@ impl Cache for RedisCache {
     }
 
     async fn has(&self, key: &str) -> Result<bool> {
-        let count: u64 = self.run(redis::cmd("EXISTS").arg(self.prefix.apply(key))).await?;
+        let count: u64 = self.run(&self.key_cmd("EXISTS", key)).await?;
         Ok(count > 0)
     }
 
     async fn remove(&self, key: &str) -> Result<bool> {
-        let count: u64 = self.run(redis::cmd("UNLINK").arg(self.prefix.apply(key))).await?;
+        let count: u64 = self.run(&self.key_cmd("UNLINK", key)).await?;
         Ok(count > 0)
     }
 
