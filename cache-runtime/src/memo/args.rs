@@ -12,17 +12,117 @@
 use super::call::{Lookup, Memo, Storable};
 use super::key::KeyBuf;
 use crate::cache::Cache;
-use std::hash::Hash;
+use foldhash::fast::FixedState;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// An argument (or a tuple of argument references) usable as a typed key.
+///
+/// Two views: `Owned` is the whole value (what a tuple of parts is made of);
+/// `Stored` is what the front keeps next to the 64-bit `front_hash` when the
+/// value is the whole key. For integers, `bool` and `char` the hash is a
+/// bijection of the value, so nothing more is stored (`Exact`) and an entry
+/// is as small as the value it caches.
 pub trait KeyPart: Hash {
-    /// What the front keeps of it.
-    type Owned: Send + Sync + 'static;
+    /// An owned copy of the value.
+    type Owned: Clone + Send + Sync + 'static;
+    /// What the front keeps to tell apart keys with one `front_hash`.
+    type Stored: Clone + Send + Sync + 'static;
     /// True when `owned` was made from an equal value.
     fn eq_owned(&self, owned: &Self::Owned) -> bool;
-    /// An owned copy, for the front.
+    /// An owned copy.
     fn to_owned_part(&self) -> Self::Owned;
+    /// The 64-bit hash the front files the value under.
+    fn front_hash(&self, seed: &FixedState) -> u64;
+    /// True when `stored` was made from an equal value with the same hash.
+    fn eq_stored(&self, stored: &Self::Stored) -> bool;
+    /// What the front keeps.
+    fn to_stored(&self) -> Self::Stored;
+}
+
+/// The `Stored` part of a key whose [`KeyPart::front_hash`] is exact: the
+/// hash is the value, so nothing else is kept (the type only keeps fronts of
+/// different argument types apart).
+#[derive(Debug)]
+pub struct Exact<T>(PhantomData<fn() -> T>);
+
+impl<T> Clone for Exact<T> {
+    fn clone(&self) -> Self {
+        Exact(PhantomData)
+    }
+}
+
+/// A bijection of 64-bit values that spreads them over every bit (the map
+/// takes its bucket from the low bits and its probe tag from the top ones).
+#[inline]
+fn mix(x: u64) -> u64 {
+    let x = (x ^ 0x6d65_6d6f_7269_7821).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^ (x >> 32)
+}
+
+macro_rules! exact_parts {
+    ($($t:ty => |$v:ident| $bits:expr),* $(,)?) => {$(
+        impl KeyPart for $t {
+            type Owned = $t;
+            type Stored = Exact<$t>;
+            #[inline]
+            fn eq_owned(&self, owned: &$t) -> bool {
+                self == owned
+            }
+            #[inline]
+            fn to_owned_part(&self) -> $t {
+                *self
+            }
+            #[inline]
+            fn front_hash(&self, _: &FixedState) -> u64 {
+                let $v = *self;
+                mix($bits)
+            }
+            #[inline]
+            fn eq_stored(&self, _: &Exact<$t>) -> bool {
+                true
+            }
+            #[inline]
+            fn to_stored(&self) -> Exact<$t> {
+                Exact(PhantomData)
+            }
+        }
+    )*};
+}
+
+exact_parts! {
+    u8 => |v| u64::from(v),
+    u16 => |v| u64::from(v),
+    u32 => |v| u64::from(v),
+    u64 => |v| v,
+    usize => |v| v as u64,
+    i8 => |v| v as u64,
+    i16 => |v| v as u64,
+    i32 => |v| v as u64,
+    i64 => |v| v as u64,
+    isize => |v| v as u64,
+    bool => |v| u64::from(v),
+    char => |v| u64::from(v),
+    () => |_v| 0,
+}
+
+/// Implements the `Stored` view as the whole owned value under a seeded hash.
+macro_rules! stored_is_owned {
+    () => {
+        type Stored = Self::Owned;
+        #[inline]
+        fn front_hash(&self, seed: &FixedState) -> u64 {
+            seed.hash_one(self)
+        }
+        #[inline]
+        fn eq_stored(&self, stored: &Self::Owned) -> bool {
+            self.eq_owned(stored)
+        }
+        fn to_stored(&self) -> Self::Owned {
+            self.to_owned_part()
+        }
+    };
 }
 
 macro_rules! copy_parts {
@@ -37,27 +137,12 @@ macro_rules! copy_parts {
             fn to_owned_part(&self) -> $t {
                 *self
             }
+            stored_is_owned!();
         }
     )*};
 }
 
-copy_parts!(
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    bool,
-    char,
-    ()
-);
+copy_parts!(u128, i128);
 
 impl KeyPart for str {
     type Owned = String;
@@ -68,6 +153,7 @@ impl KeyPart for str {
     fn to_owned_part(&self) -> String {
         self.to_owned()
     }
+    stored_is_owned!();
 }
 
 impl KeyPart for String {
@@ -79,29 +165,43 @@ impl KeyPart for String {
     fn to_owned_part(&self) -> String {
         self.clone()
     }
+    stored_is_owned!();
+}
+
+/// References and boxes are their target.
+macro_rules! delegate {
+    () => {
+        type Owned = T::Owned;
+        type Stored = T::Stored;
+        #[inline]
+        fn eq_owned(&self, owned: &T::Owned) -> bool {
+            (**self).eq_owned(owned)
+        }
+        #[inline]
+        fn to_owned_part(&self) -> T::Owned {
+            (**self).to_owned_part()
+        }
+        #[inline]
+        fn front_hash(&self, seed: &FixedState) -> u64 {
+            (**self).front_hash(seed)
+        }
+        #[inline]
+        fn eq_stored(&self, stored: &T::Stored) -> bool {
+            (**self).eq_stored(stored)
+        }
+        #[inline]
+        fn to_stored(&self) -> T::Stored {
+            (**self).to_stored()
+        }
+    };
 }
 
 impl<T: KeyPart + ?Sized> KeyPart for &T {
-    type Owned = T::Owned;
-    #[inline]
-    fn eq_owned(&self, owned: &T::Owned) -> bool {
-        (**self).eq_owned(owned)
-    }
-    #[inline]
-    fn to_owned_part(&self) -> T::Owned {
-        (**self).to_owned_part()
-    }
+    delegate!();
 }
 
 impl<T: KeyPart + ?Sized> KeyPart for Box<T> {
-    type Owned = T::Owned;
-    #[inline]
-    fn eq_owned(&self, owned: &T::Owned) -> bool {
-        (**self).eq_owned(owned)
-    }
-    fn to_owned_part(&self) -> T::Owned {
-        (**self).to_owned_part()
-    }
+    delegate!();
 }
 
 impl<T: KeyPart> KeyPart for Option<T> {
@@ -117,6 +217,7 @@ impl<T: KeyPart> KeyPart for Option<T> {
     fn to_owned_part(&self) -> Option<T::Owned> {
         self.as_ref().map(T::to_owned_part)
     }
+    stored_is_owned!();
 }
 
 impl<T: KeyPart> KeyPart for [T] {
@@ -127,6 +228,7 @@ impl<T: KeyPart> KeyPart for [T] {
     fn to_owned_part(&self) -> Vec<T::Owned> {
         self.iter().map(T::to_owned_part).collect()
     }
+    stored_is_owned!();
 }
 
 impl<T: KeyPart> KeyPart for Vec<T> {
@@ -137,6 +239,7 @@ impl<T: KeyPart> KeyPart for Vec<T> {
     fn to_owned_part(&self) -> Vec<T::Owned> {
         self.as_slice().to_owned_part()
     }
+    stored_is_owned!();
 }
 
 macro_rules! tuple_parts {
@@ -151,12 +254,38 @@ macro_rules! tuple_parts {
             fn to_owned_part(&self) -> Self::Owned {
                 ($(self.$i.to_owned_part(),)+)
             }
+            stored_is_owned!();
         }
     )*};
 }
 
+/// One argument: the key is that argument.
+impl<A: KeyPart> KeyPart for (A,) {
+    type Owned = (A::Owned,);
+    type Stored = A::Stored;
+    #[inline]
+    fn eq_owned(&self, owned: &Self::Owned) -> bool {
+        self.0.eq_owned(&owned.0)
+    }
+    #[inline]
+    fn to_owned_part(&self) -> Self::Owned {
+        (self.0.to_owned_part(),)
+    }
+    #[inline]
+    fn front_hash(&self, seed: &FixedState) -> u64 {
+        self.0.front_hash(seed)
+    }
+    #[inline]
+    fn eq_stored(&self, stored: &A::Stored) -> bool {
+        self.0.eq_stored(stored)
+    }
+    #[inline]
+    fn to_stored(&self) -> A::Stored {
+        self.0.to_stored()
+    }
+}
+
 tuple_parts! {
-    (A 0)
     (A 0, B 1)
     (A 0, B 1, C 2)
     (A 0, B 1, C 2, D 3)
@@ -231,6 +360,10 @@ mod tests {
         let other = (&7u64, &"bob", &Some(vec![1u8, 2]));
         assert!(!other.eq_owned(&owned));
         assert!(None::<u8>.eq_owned(&None));
+        let seed = FixedState::with_seed(1);
+        let hashes: std::collections::HashSet<u64> = (0..10_000u64).map(|k| (&k,).front_hash(&seed)).collect();
+        assert_eq!(hashes.len(), 10_000, "integer keys hash exactly");
+        assert_ne!((&1u8,).front_hash(&seed), (&2u8,).front_hash(&seed));
         assert!(!Some(1u8).eq_owned(&None));
     }
 }

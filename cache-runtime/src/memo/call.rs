@@ -217,7 +217,7 @@ impl Memo {
     /// The argument-keyed front of this function, on the same terms as
     /// [`Memo::front`] (and for one `(K, S)` pair only).
     #[inline]
-    fn args_front<K: Send + Sync + 'static, S: Storable>(&self) -> Option<&ArgFront<K, S>> {
+    fn args_front<K: Clone + Send + Sync + 'static, S: Storable>(&self) -> Option<&ArgFront<K, S>> {
         if self.spec.stamped() {
             return None;
         }
@@ -405,13 +405,13 @@ impl Memo {
         cache: Option<Arc<dyn Cache>>,
         build: impl FnOnce(&mut KeyBuf),
     ) -> Lookup<S> {
-        let front = match (&cache, self.args_front::<K::Owned, S>()) {
+        let front = match (&cache, self.args_front::<K::Stored, S>()) {
             (None, Some(front)) => front,
             _ => return self.lookup(cache, build),
         };
-        let hash = front.hash(args);
+        let hash = args.front_hash(front.seed());
         let epoch = epoch();
-        if let Some(value) = front.get(hash, epoch, |owned| args.eq_owned(owned)) {
+        if let Some(value) = front.get(hash, epoch, |stored| args.eq_stored(stored)) {
             return Lookup::Hit(value);
         }
         self.lookup_args_miss(front, hash, epoch, args, build)
@@ -421,7 +421,7 @@ impl Memo {
     #[inline(never)]
     fn lookup_args_miss<K: KeyPart, S: Storable>(
         &self,
-        front: &ArgFront<K::Owned, S>,
+        front: &ArgFront<K::Stored, S>,
         hash: u64,
         epoch: u64,
         args: &K,
@@ -431,7 +431,7 @@ impl Memo {
             None,
             build,
             |_| None,
-            |_, value: &S, fresh_until| front.insert(hash, args.to_owned_part(), value.clone(), fresh_until, epoch),
+            |_, value: &S, fresh_until| front.insert(hash, args.to_stored(), value.clone(), fresh_until, epoch),
         )
     }
 
@@ -1037,8 +1037,13 @@ mod tests {
         };
         assert_eq!(call(), k * k);
         assert_eq!(call(), k * k);
-        let front = ARGS_MEMO.args_front::<(u64,), u64>().expect("argument-keyed front");
-        assert!(front.holds(front.hash(&(&k,))), "the tier hit was not copied");
+        let front = ARGS_MEMO
+            .args_front::<super::super::args::Exact<u64>, u64>()
+            .expect("argument-keyed front");
+        assert!(
+            front.holds((&k,).front_hash(front.seed())),
+            "the tier hit was not copied"
+        );
         assert_eq!(call(), k * k);
     }
 }

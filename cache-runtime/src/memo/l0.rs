@@ -8,9 +8,16 @@
 //! advances the epoch, so a copy never outlives the value it mirrors. Entries
 //! also keep the tier entry's expiry.
 
+use arc_swap::ArcSwap;
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{OnceLock, RwLock};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 const SHARDS: usize = 64;
@@ -102,13 +109,13 @@ impl<S: Clone> TypedFront<S> {
     }
 }
 
-/// Nanoseconds since the process-wide clock base (never 0), for compact deadlines.
+/// The process-wide base of compact deadlines.
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
 }
 
-/// `until` as nanoseconds past [`clock_base`]; 0 means no expiry.
+/// `until` as nanoseconds past [`clock_base`] (at least 1); 0 means no expiry.
 fn deadline_nanos(until: Option<Instant>) -> u64 {
     match until {
         None => 0,
@@ -123,19 +130,24 @@ fn expired(until: u64) -> bool {
     until != 0 && deadline_nanos(Some(Instant::now())) >= until
 }
 
-/// One copy in an [`ArgFront`]: the owned arguments it was made for, the
-/// value, and the tier entry's deadline.
-struct ArgEntry<K, S> {
+/// A copy with a deadline in an [`ArgFront`]: what the front keeps of the
+/// arguments it was made for, the value, and the tier entry's deadline.
+#[derive(Clone)]
+struct Timed<K, S> {
     key: K,
     value: S,
-    /// Fresh until, nanoseconds past [`clock_base`]; 0 = no expiry.
+    /// Fresh until, nanoseconds past [`clock_base`] (never 0).
     until: u64,
 }
 
-/// One shard: its entries were all copied at `epoch`.
-struct ArgShard<K, S> {
+type ArgMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough64>>;
+
+/// The copies, all made at `epoch`. Copies without a deadline (the common
+/// case) go in `forever`, whose entries are just arguments and value.
+struct ArgTable<K, S> {
     epoch: u64,
-    map: HashMap<u64, ArgEntry<K, S>, BuildHasherDefault<PassThrough64>>,
+    forever: ArgMap<(K, S)>,
+    timed: ArgMap<Timed<K, S>>,
 }
 
 /// The 64-bit argument hash is the map's hash as it is.
@@ -156,100 +168,302 @@ impl Hasher for PassThrough64 {
     }
 }
 
-/// A shard on its own cache lines, so two threads reading neighbouring
-/// shards do not bounce one line between cores.
-#[repr(align(128))]
-struct Padded<T>(T);
-
-type ArgShardLock<K, S> = Padded<RwLock<ArgShard<K, S>>>;
-
 /// Typed copies of one function's tier entries, keyed by its arguments
 /// themselves (see [`KeyPart`](super::args::KeyPart)): a hit hashes the
-/// arguments (foldhash), takes one read lock and compares them with the owned
-/// copy. Each shard remembers the tier [`epoch`](super::tier::epoch) its
-/// entries were copied at; once the epoch moves on, the shard answers nothing
-/// until it is refilled.
+/// arguments (foldhash), loads the current snapshot and compares the
+/// arguments with the owned copy. Each table remembers the tier
+/// [`epoch`](super::tier::epoch) its copies were made at; once the epoch moves
+/// on, it answers nothing until it is refilled.
+///
+/// Hits read an immutable snapshot that each thread keeps pinned (an `Arc`
+/// in a thread-local slot, checked against `version` with one plain load), so
+/// a hit writes no shared memory: with a lock (even a sharded one), every hit
+/// wrote a lock word that the other cores had just written, and moving that
+/// cache line between cores was half the cost of a hit on two threads. Like
+/// `arc_swap::Cache`, a pin keeps its snapshot alive until the thread reads
+/// this front again (or exits); any snapshot is safe to read, since copies are
+/// only served at the epoch they were made at. New
+/// copies go to a small locked `recent` table first and are merged into a new
+/// snapshot in batches (when `recent` reaches a quarter of the snapshot, or
+/// after as many hits were served from it as an eighth of the snapshot), so a
+/// copy costs a constant number of clones on average.
 pub(crate) struct ArgFront<K, S> {
-    shards: Box<[ArgShardLock<K, S>]>,
-    per_shard: usize,
+    /// Which slot of a thread's pins holds this front's snapshot.
+    id: usize,
+    /// Advances each time `snapshot` is replaced (after the store).
+    version: AtomicU64,
+    snapshot: ArcSwap<ArgTable<K, S>>,
+    recent: RwLock<ArgTable<K, S>>,
+    /// Hits served by `recent` since the last merge.
+    recent_hits: AtomicUsize,
+    capacity: usize,
     hasher: foldhash::fast::FixedState,
 }
 
-impl<K, S: Clone> ArgFront<K, S> {
+impl<K: Clone, S: Clone> ArgTable<K, S> {
+    fn new(epoch: u64) -> Self {
+        ArgTable {
+            epoch,
+            forever: ArgMap::default(),
+            timed: ArgMap::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.forever.len() + self.timed.len()
+    }
+
+    #[inline]
+    fn get(&self, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<&S> {
+        if self.epoch != epoch {
+            return None;
+        }
+        if let Some((key, value)) = self.forever.get(&hash) {
+            if matches(key) {
+                return Some(value);
+            }
+        }
+        if self.timed.is_empty() {
+            return None;
+        }
+        let entry = self.timed.get(&hash)?;
+        if !matches(&entry.key) || expired(entry.until) {
+            return None;
+        }
+        Some(&entry.value)
+    }
+
+    /// Files a copy (`until` from [`deadline_nanos`]), replacing any under `hash`.
+    fn insert(&mut self, hash: u64, key: K, value: S, until: u64) {
+        if until == 0 {
+            self.timed.remove(&hash);
+            self.forever.insert(hash, (key, value));
+        } else {
+            self.forever.remove(&hash);
+            self.timed.insert(hash, Timed { key, value, until });
+        }
+    }
+
+    fn clear(&mut self) {
+        self.forever.clear();
+        self.timed.clear();
+    }
+
+    /// Moves every copy of `other` in (they replace copies under equal hashes).
+    fn absorb(&mut self, other: &mut ArgTable<K, S>) {
+        for (hash, (key, value)) in other.forever.drain() {
+            self.insert(hash, key, value, 0);
+        }
+        for (hash, entry) in other.timed.drain() {
+            self.insert(hash, entry.key, entry.value, entry.until);
+        }
+    }
+
+    /// Drops expired copies, then arbitrary ones, down to `capacity`.
+    fn shrink_to(&mut self, capacity: usize) {
+        if self.len() <= capacity {
+            return;
+        }
+        self.timed.retain(|_, e| !expired(e.until));
+        if self.len() > capacity {
+            // Full of live copies: keep seven eighths (arbitrary ones; the
+            // tier still has them all).
+            let mut excess = self.len() - capacity / 8 * 7;
+            let victims: Vec<u64> = self.timed.keys().take(excess).copied().collect();
+            excess -= victims.len();
+            for victim in victims {
+                self.timed.remove(&victim);
+            }
+            let victims: Vec<u64> = self.forever.keys().take(excess).copied().collect();
+            for victim in victims {
+                self.forever.remove(&victim);
+            }
+        }
+    }
+}
+
+impl<K: Clone, S: Clone> Clone for ArgTable<K, S> {
+    fn clone(&self) -> Self {
+        ArgTable {
+            epoch: self.epoch,
+            forever: self.forever.clone(),
+            timed: self.timed.clone(),
+        }
+    }
+}
+
+/// A thread's pinned snapshot of one front.
+struct Pin {
+    version: u64,
+    table: Arc<dyn Any + Send + Sync>,
+}
+
+thread_local! {
+    /// This thread's pins, by front id.
+    static PINS: RefCell<Vec<Option<Pin>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFront<K, S> {
     pub(crate) fn new(capacity: usize) -> Self {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         ArgFront {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Padded(RwLock::new(ArgShard {
-                        epoch: 0,
-                        map: HashMap::default(),
-                    }))
-                })
-                .collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            version: AtomicU64::new(0),
+            snapshot: ArcSwap::from_pointee(ArgTable::new(0)),
+            recent: RwLock::new(ArgTable::new(0)),
+            recent_hits: AtomicUsize::new(0),
+            capacity: capacity.max(1),
             hasher: foldhash::fast::FixedState::with_seed(0x6d65_6d6f_7269_7821),
         }
     }
 
-    /// The hash of a call's arguments.
+    /// The seed of this front's argument hashes.
     #[inline]
+    pub(crate) fn seed(&self) -> &foldhash::fast::FixedState {
+        &self.hasher
+    }
+
+    /// A seeded hash of `args`.
+    #[cfg(test)]
     pub(crate) fn hash<A: std::hash::Hash + ?Sized>(&self, args: &A) -> u64 {
         use std::hash::BuildHasher;
         self.hasher.hash_one(args)
     }
 
-    /// Bits the map uses for neither its bucket index (low bits) nor its
-    /// probe tags (top 7 bits).
+    /// The value copied for arguments that `matches` accepts, at `epoch`, if
+    /// still fresh.
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<ArgShard<K, S>> {
-        &self.shards[((hash >> 40) as usize) % SHARDS].0
+    pub(crate) fn get(&self, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<S> {
+        let pinned = PINS.try_with(|pins| {
+            // Busy only if a `Clone` impl of a cached value calls a memoized
+            // function: that inner call reads the snapshot without a pin.
+            let mut pins = pins.try_borrow_mut().ok()?;
+            let version = self.version.load(Acquire);
+            if pins.len() <= self.id {
+                pins.resize_with(self.id + 1, || None);
+            }
+            let pin = pins.get_mut(self.id)?;
+            if pin.as_ref().is_none_or(|pin| pin.version != version) {
+                let table: Arc<dyn Any + Send + Sync> = self.snapshot.load_full();
+                *pin = Some(Pin { version, table });
+            }
+            let table = pin.as_ref()?.table.downcast_ref::<ArgTable<K, S>>()?;
+            Some(table.get(hash, epoch, &matches).cloned())
+        });
+        match pinned {
+            Ok(Some(Some(value))) => return Some(value),
+            Ok(Some(None)) => {}
+            _ => {
+                if let Some(value) = self.snapshot.load().get(hash, epoch, &matches) {
+                    return Some(value.clone());
+                }
+            }
+        }
+        self.get_recent(hash, epoch, matches)
     }
 
-    /// The value copied for arguments equal to `args` at `epoch`, if fresh.
-    #[inline]
-    pub(crate) fn get(&self, hash: u64, epoch: u64, matches: impl FnOnce(&K) -> bool) -> Option<S> {
-        let shard = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
-        if shard.epoch != epoch {
-            return None;
+    #[cold]
+    #[inline(never)]
+    fn get_recent(&self, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<S> {
+        let value = {
+            let recent = self.recent.read().unwrap_or_else(|e| e.into_inner());
+            recent.get(hash, epoch, matches).cloned()?
+        };
+        let hits = self.recent_hits.fetch_add(1, Relaxed) + 1;
+        if hits >= (self.snapshot.load().len() / 8).max(32) {
+            let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
+            self.merge(&mut recent);
         }
-        let entry = shard.map.get(&hash)?;
-        if !matches(&entry.key) || expired(entry.until) {
-            return None;
-        }
-        Some(entry.value.clone())
+        Some(value)
     }
 
     /// Copies a tier value read at `epoch` (read before the tier was), fresh
     /// until `until`.
     pub(crate) fn insert(&self, hash: u64, key: K, value: S, until: Option<Instant>, epoch: u64) {
         let until = deadline_nanos(until);
-        let mut shard = self.shard(hash).write().unwrap_or_else(|e| e.into_inner());
-        if shard.epoch > epoch {
-            // Copied before an invalidation this shard has already seen.
+        let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
+        if recent.epoch > epoch {
+            // Copied before an invalidation this front has already seen.
             return;
         }
-        if shard.epoch < epoch {
-            shard.map.clear();
-            shard.epoch = epoch;
+        if recent.epoch < epoch {
+            recent.clear();
+            recent.epoch = epoch;
         }
-        if shard.map.len() >= self.per_shard && !shard.map.contains_key(&hash) {
-            shard.map.retain(|_, e| !expired(e.until));
-            if shard.map.len() >= self.per_shard {
-                if let Some(victim) = shard.map.keys().next().copied() {
-                    shard.map.remove(&victim);
-                }
-            }
+        recent.insert(hash, key, value, until);
+        let snapshot = self.snapshot.load();
+        if snapshot.epoch != recent.epoch || recent.len() >= (snapshot.len() / 4).max(32) {
+            drop(snapshot);
+            self.merge(&mut recent);
         }
-        shard.map.insert(hash, ArgEntry { key, value, until });
+    }
+
+    /// Moves `recent` (write-locked by the caller, so merges never overlap)
+    /// into a new snapshot, within capacity.
+    fn merge(&self, recent: &mut ArgTable<K, S>) {
+        self.recent_hits.store(0, Relaxed);
+        if recent.len() == 0 {
+            return;
+        }
+        let old = self.snapshot.load_full();
+        let mut table = if old.epoch == recent.epoch {
+            (*old).clone()
+        } else {
+            ArgTable::new(recent.epoch)
+        };
+        table.absorb(recent);
+        table.shrink_to(self.capacity);
+        self.snapshot.store(Arc::new(table));
+        self.version.fetch_add(1, Release);
     }
 
     /// True when a copy is kept under `hash`, whatever its epoch.
     #[cfg(test)]
     pub(crate) fn holds(&self, hash: u64) -> bool {
-        self.shard(hash)
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .contains_key(&hash)
+        let recent = self.recent.read().unwrap_or_else(|e| e.into_inner());
+        let snapshot = self.snapshot.load();
+        [&*recent, &**snapshot]
+            .iter()
+            .any(|t| t.forever.contains_key(&hash) || t.timed.contains_key(&hash))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arg_front_answers_only_at_its_epoch_and_while_fresh() {
+        let front = ArgFront::<u64, String>::new(16);
+        let h = front.hash(&7u64);
+        front.insert(h, 7, "seven".into(), None, 3);
+        assert_eq!(front.get(h, 3, |k| *k == 7).as_deref(), Some("seven"));
+        assert_eq!(
+            front.get(h, 3, |k| *k == 8),
+            None,
+            "other arguments under the same hash"
+        );
+        assert_eq!(front.get(h, 4, |k| *k == 7), None, "the epoch moved on");
+        front.insert(h, 7, "old".into(), None, 2);
+        assert_eq!(
+            front.get(h, 3, |k| *k == 7).as_deref(),
+            Some("seven"),
+            "a late stale copy is dropped"
+        );
+        let h9 = front.hash(&9u64);
+        let brief = Instant::now() + std::time::Duration::from_millis(5);
+        front.insert(h9, 9, "brief".into(), Some(brief), 3);
+        assert_eq!(
+            front.get(h9, 3, |k| *k == 9).as_deref(),
+            Some("brief"),
+            "served from `recent`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        assert_eq!(front.get(h9, 3, |k| *k == 9), None, "expired");
+        for k in 0..100u64 {
+            front.insert(front.hash(&k), k, k.to_string(), None, 3);
+        }
+        let total = front.snapshot.load().len() + front.recent.read().unwrap().len();
+        assert!(total <= 16 + 32, "{total}");
     }
 }

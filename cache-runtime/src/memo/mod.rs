@@ -26,7 +26,7 @@ mod spec;
 mod stats;
 mod tier;
 
-pub use args::{Args, KeyPart, ViaArgs, ViaKeyText};
+pub use args::{Args, Exact, KeyPart, ViaArgs, ViaKeyText};
 pub use call::{CacheHandle, Lookup, Memo, Miss, Storable};
 pub use key::{KeyBuf, KeyError, MAX_ARGS_LEN};
 pub use registry::{
