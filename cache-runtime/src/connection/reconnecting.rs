@@ -211,8 +211,9 @@ impl ReconnectingConnection {
         &self.shared.client
     }
 
-    /// The live connection and its generation, if up.
-    fn up(&self) -> Option<(MultiplexedConnection, u64)> {
+    /// The live connection and its generation, if up. A caller that runs a
+    /// command on it directly reports a failure with [`failed`](Self::failed).
+    pub(crate) fn up(&self) -> Option<(MultiplexedConnection, u64)> {
         match &**self.shared.link.load() {
             Link::Up { conn, generation } => Some((conn.clone(), *generation)),
             _ => None,
@@ -248,7 +249,7 @@ impl ReconnectingConnection {
 
     /// After a command on the connection of `generation` failed with `err`:
     /// starts a reconnect if the connection broke and nobody else has.
-    fn failed(&self, generation: u64, err: &RedisError) {
+    pub(crate) fn failed(&self, generation: u64, err: &RedisError) {
         if !breaks_connection(err) {
             return;
         }

@@ -1,7 +1,7 @@
 //! [`RedisCache`]: the cache API on one Redis server.
 
-use crate::cache::{Cache, CorruptEntryPolicy};
-use crate::codec::{Codec, MsgPack};
+use crate::cache::{Cache, CacheExt, CorruptEntryPolicy};
+use crate::codec::{self, Codec, MsgPack};
 use crate::connection::{self, RedisConfig, RedisConnection};
 use crate::error::{CacheError, Result};
 use crate::keys::{effective_ttl, ttl_millis, Prefix};
@@ -9,6 +9,7 @@ use crate::pipeline::{Pipeline, Transform};
 use crate::stats::CacheStats;
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -16,6 +17,18 @@ use std::time::Duration;
 
 /// How many keys one SCAN step asks for and one UNLINK removes during `purge`.
 const PURGE_BATCH: usize = 500;
+
+/// Where one command runs (see `RedisCache::route`).
+enum Route {
+    /// The live socket of the default connection number `index`.
+    Direct {
+        socket: redis::aio::MultiplexedConnection,
+        generation: u64,
+        index: usize,
+    },
+    /// Any other connection, or the default one while it reconnects.
+    Handle(RedisConnection),
+}
 
 /// `prefix + key` as one Redis argument, written straight into the command
 /// buffer: no `String` is built per call (the hot path of `get`).
@@ -240,13 +253,61 @@ impl RedisCache {
     pub fn client(&self) -> Result<RedisConnection> {
         let conns = self.conns.load();
         let conns = conns.as_ref().ok_or(CacheError::Closed)?;
-        // One connection (the default) needs no counter: a shared atomic
-        // bumped by every call costs cross-core traffic on the hot path.
-        let index = match conns.len() {
+        Ok(conns[self.next_index(conns.len())].clone())
+    }
+
+    /// Reads and decodes `key`, exactly as [`CacheExt::get`] does, minus the
+    /// boxed future every call through the object-safe [`Cache`] trait pays
+    /// (this is the method `cache.get(..)` resolves to on a `RedisCache`).
+    ///
+    /// [`CacheExt::get`]: crate::CacheExt::get
+    pub async fn get<T: DeserializeOwned + Send>(&self, key: &str) -> Result<Option<T>> {
+        let decoded = match self.read(key).await {
+            Ok(Some(bytes)) => codec::decode(self.codec.as_ref(), &bytes).map(Some),
+            Ok(None) => Ok(None),
+            Err(err) => Err(err),
+        };
+        CacheExt::apply_corrupt_policy(self, decoded)
+    }
+
+    /// Which connection the next command runs on. One connection (the
+    /// default) needs no counter: a shared atomic bumped by every call costs
+    /// cross-core traffic on the hot path.
+    fn next_index(&self, len: usize) -> usize {
+        match len {
             1 => 0,
             n => self.next_conn.fetch_add(1, Relaxed) % n,
-        };
-        Ok(conns[index].clone())
+        }
+    }
+
+    /// The connection for the next command: the default connection's live
+    /// socket itself while it is up (no shared handle cloned per call, which
+    /// is a contended reference count), else a handle.
+    fn route(&self) -> Result<Route> {
+        let conns = self.conns.load();
+        let conns = conns.as_ref().ok_or(CacheError::Closed)?;
+        let index = self.next_index(conns.len());
+        Ok(match &conns[index] {
+            RedisConnection::Reconnecting(conn) => match conn.up() {
+                Some((socket, generation)) => Route::Direct {
+                    socket,
+                    generation,
+                    index,
+                },
+                None => Route::Handle(conns[index].clone()),
+            },
+            other => Route::Handle(other.clone()),
+        })
+    }
+
+    /// Tells the default connection `index` that a command on its socket of
+    /// `generation` failed, so it reconnects if the socket broke.
+    fn report_failure(&self, index: usize, generation: u64, err: &redis::RedisError) {
+        if let Some(conns) = self.conns.load().as_ref() {
+            if let Some(RedisConnection::Reconnecting(conn)) = conns.get(index) {
+                conn.failed(generation, err);
+            }
+        }
     }
 
     /// The redis-rs `Client` this cache opened its connections with, for
@@ -285,10 +346,31 @@ impl RedisCache {
 
     /// Runs a command with this cache's timeout-retry policy.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.client()?;
-        match cmd.query_async(&mut conn).await {
-            Err(err) if err.is_timeout() && self.retry_on_timeout => Ok(cmd.query_async(&mut conn).await?),
-            other => Ok(other?),
+        match self.route()? {
+            Route::Direct {
+                mut socket,
+                generation,
+                index,
+            } => {
+                let result = self.query(cmd, &mut socket).await;
+                if let Err(err) = &result {
+                    self.report_failure(index, generation, err);
+                }
+                Ok(result?)
+            }
+            Route::Handle(mut conn) => Ok(self.query(cmd, &mut conn).await?),
+        }
+    }
+
+    /// One command on `conn`, retried once after a timeout if configured.
+    async fn query<T, C>(&self, cmd: &redis::Cmd, conn: &mut C) -> redis::RedisResult<T>
+    where
+        T: redis::FromRedisValue,
+        C: redis::aio::ConnectionLike + Send,
+    {
+        match cmd.query_async(conn).await {
+            Err(err) if err.is_timeout() && self.retry_on_timeout => cmd.query_async(conn).await,
+            other => other,
         }
     }
 
@@ -311,6 +393,12 @@ impl RedisCache {
         Ok(cmd)
     }
 
+    /// `GET` of `key`, through the byte pipeline.
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let stored: Option<Vec<u8>> = self.run(&self.key_cmd("GET", key)).await?;
+        self.open_entry(stored)
+    }
+
     fn open_entry(&self, stored: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
         match stored {
             Some(bytes) => {
@@ -328,8 +416,7 @@ impl RedisCache {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let stored: Option<Vec<u8>> = self.run(&self.key_cmd("GET", key)).await?;
-        self.open_entry(stored)
+        self.read(key).await
     }
 
     async fn set_bytes(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
