@@ -2,10 +2,14 @@
 //! `#[cached]` vs a moka `get`, same workload, same run.
 //!
 //! Workload: 10 000 distinct `u64` keys, all warm; 2 threads each make
-//! `OPS` calls striding through the keys. Reported: per-call nanoseconds
-//! (wall time / calls per thread), median of `ROUNDS` rounds, and the ratios
-//! the issue asks for. Also a stampede check: 1000 concurrent callers of a
-//! cold key, counting body executions.
+//! `OPS` calls striding through the keys (every side gets the same threads,
+//! keys, stride and `black_box`). Reported: per-call nanoseconds (wall time /
+//! calls per thread), median of `ROUNDS` rounds; the sides run back to back in
+//! each round, in alternating order, and the ratios are medians of the
+//! per-round (paired) ratios, which other load on the machine moves less than
+//! the absolute numbers. The same pairing on one thread shows the cost of a
+//! hit without contention. Also a stampede check: 1000 concurrent callers of
+//! a cold key, counting body executions.
 //!
 //! Run: `cargo bench --bench memo` (prints JSON).
 
@@ -17,7 +21,7 @@ mod common;
 const KEYS: u64 = 10_000;
 const THREADS: u64 = 2;
 const OPS: u64 = 2_000_000;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 9;
 
 #[memorix::cached]
 fn memorix_square(k: u64) -> u64 {
@@ -41,14 +45,14 @@ fn moka_square(k: u64) -> u64 {
     v
 }
 
-/// Wall time per call of `f` with `THREADS` threads over the warm key set.
-fn per_call_ns(f: fn(u64) -> u64) -> f64 {
+/// Wall time per call of `f` with `threads` threads over the warm key set.
+fn per_call_ns(f: fn(u64) -> u64, threads: u64) -> f64 {
     for k in 0..KEYS {
         black_box(f(k));
     }
     let start = Instant::now();
     std::thread::scope(|s| {
-        for t in 0..THREADS {
+        for t in 0..threads {
             s.spawn(move || {
                 let mut k = t * 4_999;
                 let mut acc = 0u64;
@@ -72,16 +76,34 @@ async fn stampede(id: u32) -> u32 {
     id
 }
 
-fn main() {
-    let mut memorix = Vec::new();
-    let mut cached = Vec::new();
-    let mut moka = Vec::new();
-    for _ in 0..ROUNDS {
-        memorix.push(per_call_ns(memorix_square));
-        cached.push(per_call_ns(cached_square));
-        moka.push(per_call_ns(moka_square));
+/// Runs `sides` back to back for `ROUNDS` rounds (rotating which goes first)
+/// and returns each side's per-round ns / call.
+fn paired(sides: &[fn(u64) -> u64], threads: u64) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::with_capacity(ROUNDS); sides.len()];
+    for round in 0..ROUNDS {
+        for i in 0..sides.len() {
+            let side = (round + i) % sides.len();
+            out[side].push(per_call_ns(sides[side], threads));
+        }
     }
-    let (m, c, k) = (common::median(memorix), common::median(cached), common::median(moka));
+    out
+}
+
+/// Median over rounds of `a[round] / b[round]`.
+fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    common::median(a.iter().zip(b).map(|(a, b)| a / b).collect())
+}
+
+fn main() {
+    let sides: [fn(u64) -> u64; 3] = [memorix_square, cached_square, moka_square];
+    let two = paired(&sides, THREADS);
+    let one = paired(&sides[..2], 1);
+    let (m, c, k) = (
+        common::median(two[0].clone()),
+        common::median(two[1].clone()),
+        common::median(two[2].clone()),
+    );
+    let (m1, c1) = (common::median(one[0].clone()), common::median(one[1].clone()));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -105,8 +127,18 @@ fn main() {
             "moka_get": k,
         },
         "ratios": {
-            "memorix_over_cached_crate": m / c,
-            "moka_over_memorix": k / m,
+            "memorix_over_cached_crate": paired_ratio(&two[0], &two[1]),
+            "moka_over_memorix": paired_ratio(&two[2], &two[0]),
+        },
+        "one_thread": {
+            "median_ns_per_call": { "memorix_cached_hit": m1, "cached_crate_hit": c1 },
+            "memorix_over_cached_crate": paired_ratio(&one[0], &one[1]),
+        },
+        "rounds_ns_per_call": {
+            "memorix_cached_hit": two[0],
+            "cached_crate_hit": two[1],
+            "one_thread_memorix": one[0],
+            "one_thread_cached_crate": one[1],
         },
         "targets": { "memorix_over_cached_crate_at_most": 1.2, "moka_over_memorix_at_least": 2.0 },
         "stampede": { "callers": 1000, "body_executions": stampede_runs },

@@ -10,7 +10,7 @@
 use super::args::KeyPart;
 use super::flight::{Flights, Leader, Outcome, Role};
 use super::key::{build_key, with_key, KeyBuf};
-use super::l0::{key_hash, ArgFront, TypedFront};
+use super::l0::{key_hash, ArgFront, PinSlot, TypedFront, ARG_SEED};
 use super::registry::{default_slot, named_slot, Slot, ENCRYPTED_CACHE};
 use super::spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
 use super::stats;
@@ -44,6 +44,8 @@ pub struct Memo {
     front: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The argument-keyed front (`ArgFront<K, S>`), when the arguments are a [`KeyPart`].
     args_front: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// Where threads keep their snapshot of `args_front`.
+    args_pin: PinSlot,
     warned: AtomicBool,
 }
 
@@ -192,6 +194,7 @@ impl Memo {
             flights: OnceLock::new(),
             front: OnceLock::new(),
             args_front: OnceLock::new(),
+            args_pin: PinSlot::new(),
             warned: AtomicBool::new(false),
         }
     }
@@ -405,33 +408,38 @@ impl Memo {
         cache: Option<Arc<dyn Cache>>,
         build: impl FnOnce(&mut KeyBuf),
     ) -> Lookup<S> {
-        let front = match (&cache, self.args_front::<K::Stored, S>()) {
-            (None, Some(front)) => front,
-            _ => return self.lookup(cache, build),
-        };
-        let hash = args.front_hash(front.seed());
-        let epoch = epoch();
-        if let Some(value) = front.get(hash, epoch, |stored| args.eq_stored(stored)) {
-            return Lookup::Hit(value);
+        if cache.is_some() || self.spec.stamped() {
+            return self.lookup(cache, build);
         }
-        self.lookup_args_miss(front, hash, epoch, args, build)
+        let hash = args.front_hash(&ARG_SEED);
+        let epoch = epoch();
+        match self.args_pin.get(hash, epoch, |stored| args.eq_stored(stored)) {
+            Some(value) => Lookup::Hit(value),
+            None => self.lookup_args_miss(hash, epoch, args, build),
+        }
     }
 
     #[cold]
     #[inline(never)]
     fn lookup_args_miss<K: KeyPart, S: Storable>(
         &self,
-        front: &ArgFront<K::Stored, S>,
         hash: u64,
         epoch: u64,
         args: &K,
         build: impl FnOnce(&mut KeyBuf),
     ) -> Lookup<S> {
+        let Some(front) = self.args_front::<K::Stored, S>() else {
+            return self.lookup(None, build);
+        };
+        let pin = &self.args_pin;
+        if let Some(value) = front.get(pin, hash, epoch, |stored| args.eq_stored(stored)) {
+            return Lookup::Hit(value);
+        }
         self.lookup_with(
             None,
             build,
             |_| None,
-            |_, value: &S, fresh_until| front.insert(hash, args.to_stored(), value.clone(), fresh_until, epoch),
+            |_, value: &S, fresh_until| front.insert(pin, hash, args.to_stored(), value.clone(), fresh_until, epoch),
         )
     }
 
@@ -1041,7 +1049,7 @@ mod tests {
             .args_front::<super::super::args::Exact<u64>, u64>()
             .expect("argument-keyed front");
         assert!(
-            front.holds((&k,).front_hash(front.seed())),
+            front.holds((&k,).front_hash(&ARG_SEED)),
             "the tier hit was not copied"
         );
         assert_eq!(call(), k * k);

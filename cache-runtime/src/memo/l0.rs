@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{
     AtomicU64, AtomicUsize,
-    Ordering::{Acquire, Relaxed, Release},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
@@ -188,16 +188,11 @@ impl Hasher for PassThrough64 {
 /// after as many hits were served from it as an eighth of the snapshot), so a
 /// copy costs a constant number of clones on average.
 pub(crate) struct ArgFront<K, S> {
-    /// Which slot of a thread's pins holds this front's snapshot.
-    id: usize,
-    /// Advances each time `snapshot` is replaced (after the store).
-    version: AtomicU64,
     snapshot: ArcSwap<ArgTable<K, S>>,
     recent: RwLock<ArgTable<K, S>>,
     /// Hits served by `recent` since the last merge.
     recent_hits: AtomicUsize,
     capacity: usize,
-    hasher: foldhash::fast::FixedState,
 }
 
 impl<K: Clone, S: Clone> ArgTable<K, S> {
@@ -292,6 +287,72 @@ impl<K: Clone, S: Clone> Clone for ArgTable<K, S> {
     }
 }
 
+/// The seed of argument hashes (strings, tuples); integer keys hash exactly.
+pub(crate) const ARG_SEED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6d65_6d6f_7269_7821);
+
+/// Where a function's threads find their pinned snapshot (kept in the
+/// function's `Memo`, so a hit needs neither the front nor a downcast of it).
+#[derive(Debug, Default)]
+pub(crate) struct PinSlot {
+    /// Index in each thread's pins; 0 until the front is made.
+    id: AtomicUsize,
+    /// Advances each time the front's snapshot is replaced (after the store).
+    version: AtomicU64,
+}
+
+impl PinSlot {
+    pub(crate) const fn new() -> Self {
+        PinSlot {
+            id: AtomicUsize::new(0),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    fn id(&self) -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        match self.id.load(Acquire) {
+            0 => {
+                let id = NEXT.fetch_add(1, Relaxed);
+                match self.id.compare_exchange(0, id, AcqRel, Acquire) {
+                    Ok(_) => id,
+                    Err(current) => current,
+                }
+            }
+            id => id,
+        }
+    }
+
+    /// The hit path: the value under `hash` in this thread's pinned
+    /// snapshot, when the pin is current and holds a fresh copy at `epoch`.
+    /// `None` sends the call to [`ArgFront::get`].
+    #[inline]
+    pub(crate) fn get<K: Clone + 'static, S: Clone + 'static>(
+        &self,
+        hash: u64,
+        epoch: u64,
+        matches: impl Fn(&K) -> bool,
+    ) -> Option<S> {
+        let id = self.id.load(Relaxed);
+        if id == 0 {
+            return None;
+        }
+        let version = self.version.load(Acquire);
+        PINS.try_with(|pins| {
+            let pins = pins.try_borrow().ok()?;
+            let pin = pins.get(id)?.as_ref()?;
+            if pin.version != version {
+                return None;
+            }
+            pin.table
+                .downcast_ref::<ArgTable<K, S>>()?
+                .get(hash, epoch, matches)
+                .cloned()
+        })
+        .ok()
+        .flatten()
+    }
+}
+
 /// A thread's pinned snapshot of one front.
 struct Pin {
     version: u64,
@@ -305,49 +366,40 @@ thread_local! {
 
 impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFront<K, S> {
     pub(crate) fn new(capacity: usize) -> Self {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         ArgFront {
-            id: NEXT_ID.fetch_add(1, Relaxed),
-            version: AtomicU64::new(0),
             snapshot: ArcSwap::from_pointee(ArgTable::new(0)),
             recent: RwLock::new(ArgTable::new(0)),
             recent_hits: AtomicUsize::new(0),
             capacity: capacity.max(1),
-            hasher: foldhash::fast::FixedState::with_seed(0x6d65_6d6f_7269_7821),
         }
-    }
-
-    /// The seed of this front's argument hashes.
-    #[inline]
-    pub(crate) fn seed(&self) -> &foldhash::fast::FixedState {
-        &self.hasher
     }
 
     /// A seeded hash of `args`.
     #[cfg(test)]
     pub(crate) fn hash<A: std::hash::Hash + ?Sized>(&self, args: &A) -> u64 {
         use std::hash::BuildHasher;
-        self.hasher.hash_one(args)
+        ARG_SEED.hash_one(args)
     }
 
     /// The value copied for arguments that `matches` accepts, at `epoch`, if
-    /// still fresh.
-    #[inline]
-    pub(crate) fn get(&self, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<S> {
+    /// still fresh: the slow side of [`PinSlot::get`], which (re)pins the
+    /// current snapshot for this thread.
+    pub(crate) fn get(&self, pin: &PinSlot, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<S> {
+        let id = pin.id();
         let pinned = PINS.try_with(|pins| {
             // Busy only if a `Clone` impl of a cached value calls a memoized
             // function: that inner call reads the snapshot without a pin.
             let mut pins = pins.try_borrow_mut().ok()?;
-            let version = self.version.load(Acquire);
-            if pins.len() <= self.id {
-                pins.resize_with(self.id + 1, || None);
+            let version = pin.version.load(Acquire);
+            if pins.len() <= id {
+                pins.resize_with(id + 1, || None);
             }
-            let pin = pins.get_mut(self.id)?;
-            if pin.as_ref().is_none_or(|pin| pin.version != version) {
+            let slot = pins.get_mut(id)?;
+            if slot.as_ref().is_none_or(|p| p.version != version) {
                 let table: Arc<dyn Any + Send + Sync> = self.snapshot.load_full();
-                *pin = Some(Pin { version, table });
+                *slot = Some(Pin { version, table });
             }
-            let table = pin.as_ref()?.table.downcast_ref::<ArgTable<K, S>>()?;
+            let table = slot.as_ref()?.table.downcast_ref::<ArgTable<K, S>>()?;
             Some(table.get(hash, epoch, &matches).cloned())
         });
         match pinned {
@@ -359,12 +411,12 @@ impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFron
                 }
             }
         }
-        self.get_recent(hash, epoch, matches)
+        self.get_recent(pin, hash, epoch, matches)
     }
 
     #[cold]
     #[inline(never)]
-    fn get_recent(&self, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<S> {
+    fn get_recent(&self, pin: &PinSlot, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<S> {
         let value = {
             let recent = self.recent.read().unwrap_or_else(|e| e.into_inner());
             recent.get(hash, epoch, matches).cloned()?
@@ -372,14 +424,14 @@ impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFron
         let hits = self.recent_hits.fetch_add(1, Relaxed) + 1;
         if hits >= (self.snapshot.load().len() / 8).max(32) {
             let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
-            self.merge(&mut recent);
+            self.merge(pin, &mut recent);
         }
         Some(value)
     }
 
     /// Copies a tier value read at `epoch` (read before the tier was), fresh
     /// until `until`.
-    pub(crate) fn insert(&self, hash: u64, key: K, value: S, until: Option<Instant>, epoch: u64) {
+    pub(crate) fn insert(&self, pin: &PinSlot, hash: u64, key: K, value: S, until: Option<Instant>, epoch: u64) {
         let until = deadline_nanos(until);
         let mut recent = self.recent.write().unwrap_or_else(|e| e.into_inner());
         if recent.epoch > epoch {
@@ -394,13 +446,13 @@ impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFron
         let snapshot = self.snapshot.load();
         if snapshot.epoch != recent.epoch || recent.len() >= (snapshot.len() / 4).max(32) {
             drop(snapshot);
-            self.merge(&mut recent);
+            self.merge(pin, &mut recent);
         }
     }
 
     /// Moves `recent` (write-locked by the caller, so merges never overlap)
     /// into a new snapshot, within capacity.
-    fn merge(&self, recent: &mut ArgTable<K, S>) {
+    fn merge(&self, pin: &PinSlot, recent: &mut ArgTable<K, S>) {
         self.recent_hits.store(0, Relaxed);
         if recent.len() == 0 {
             return;
@@ -414,7 +466,7 @@ impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFron
         table.absorb(recent);
         table.shrink_to(self.capacity);
         self.snapshot.store(Arc::new(table));
-        self.version.fetch_add(1, Release);
+        pin.version.fetch_add(1, Release);
     }
 
     /// True when a copy is kept under `hash`, whatever its epoch.
@@ -434,34 +486,35 @@ mod tests {
 
     #[test]
     fn arg_front_answers_only_at_its_epoch_and_while_fresh() {
+        let pin = PinSlot::new();
         let front = ArgFront::<u64, String>::new(16);
         let h = front.hash(&7u64);
-        front.insert(h, 7, "seven".into(), None, 3);
-        assert_eq!(front.get(h, 3, |k| *k == 7).as_deref(), Some("seven"));
+        front.insert(&pin, h, 7, "seven".into(), None, 3);
+        assert_eq!(front.get(&pin, h, 3, |k| *k == 7).as_deref(), Some("seven"));
         assert_eq!(
-            front.get(h, 3, |k| *k == 8),
+            front.get(&pin, h, 3, |k| *k == 8),
             None,
             "other arguments under the same hash"
         );
-        assert_eq!(front.get(h, 4, |k| *k == 7), None, "the epoch moved on");
-        front.insert(h, 7, "old".into(), None, 2);
+        assert_eq!(front.get(&pin, h, 4, |k| *k == 7), None, "the epoch moved on");
+        front.insert(&pin, h, 7, "old".into(), None, 2);
         assert_eq!(
-            front.get(h, 3, |k| *k == 7).as_deref(),
+            front.get(&pin, h, 3, |k| *k == 7).as_deref(),
             Some("seven"),
             "a late stale copy is dropped"
         );
         let h9 = front.hash(&9u64);
         let brief = Instant::now() + std::time::Duration::from_millis(5);
-        front.insert(h9, 9, "brief".into(), Some(brief), 3);
+        front.insert(&pin, h9, 9, "brief".into(), Some(brief), 3);
         assert_eq!(
-            front.get(h9, 3, |k| *k == 9).as_deref(),
+            front.get(&pin, h9, 3, |k| *k == 9).as_deref(),
             Some("brief"),
             "served from `recent`"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
-        assert_eq!(front.get(h9, 3, |k| *k == 9), None, "expired");
+        assert_eq!(front.get(&pin, h9, 3, |k| *k == 9), None, "expired");
         for k in 0..100u64 {
-            front.insert(front.hash(&k), k, k.to_string(), None, 3);
+            front.insert(&pin, front.hash(&k), k, k.to_string(), None, 3);
         }
         let total = front.snapshot.load().len() + front.recent.read().unwrap().len();
         assert!(total <= 16 + 32, "{total}");
