@@ -117,7 +117,7 @@ pub(crate) fn build_key(build: impl FnOnce(&mut KeyBuf)) -> String {
     with_key(build, str::to_owned)
 }
 
-/// The error of [`KeyWriter`]: only user `Serialize` impls produce one.
+/// The error of the key writer: only user `Serialize` impls produce one.
 #[derive(Debug)]
 pub struct KeyError;
 
