@@ -81,7 +81,8 @@ struct Shared {
     wait_limit: Duration,
     /// Attempts made while callers wait, before the connection counts as down.
     quick_attempts: usize,
-    /// Where reconnect tasks run (the runtime the connection was opened on).
+    /// The runtime the connection was opened on: reconnect tasks run on the
+    /// caller's runtime, or on this one when called from outside any.
     runtime: tokio::runtime::Handle,
     db: i64,
     /// Successful reconnects since the connection was opened.
@@ -262,9 +263,13 @@ impl ReconnectingConnection {
         if matches!(*before, Link::Up { generation: g, .. } if g == generation) {
             tracing::warn!(error = %err, "redis: connection broken, reconnecting");
             self.shared.changed.notify_waiters();
-            self.shared
-                .runtime
-                .spawn(reconnect(Arc::downgrade(&self.shared), generation));
+            // The caller's runtime is alive by definition; the one the
+            // connection was opened on may have shut down since.
+            let task = reconnect(Arc::downgrade(&self.shared), generation);
+            match tokio::runtime::Handle::try_current() {
+                Ok(current) => current.spawn(task),
+                Err(_) => self.shared.runtime.spawn(task),
+            };
         }
     }
 }
