@@ -678,7 +678,10 @@ async fn calls_while_down_fail_within_the_response_timeout_then_at_once() {
         let err = cache.get::<u8>("k").await.unwrap_err();
         assert!(err.is_connection(), "a connection error, got {err}");
         let took = started.elapsed();
-        assert!(took < Duration::from_millis(300 + 200), "within the 300 ms response timeout: {took:?}");
+        assert!(
+            took < Duration::from_millis(300 + 200),
+            "within the 300 ms response timeout: {took:?}"
+        );
     }
     // By now the quick attempts have failed: the connection is down and calls
     // do not wait at all (no queue builds up behind a dead server).
@@ -720,7 +723,11 @@ async fn a_killed_connection_is_replaced_at_once() {
     let took = wait_until_served(&cache, Duration::from_secs(1)).await;
     assert!(took < Duration::from_millis(500), "{took:?}");
     assert_eq!(conn.reconnects(), 1);
-    assert_eq!(client_count(&mut raw).await, 2, "the new cache connection + the inspector");
+    assert_eq!(
+        client_count(&mut raw).await,
+        2,
+        "the new cache connection + the inspector"
+    );
 }
 
 #[tokio::test]
@@ -729,7 +736,11 @@ async fn a_frozen_server_times_out_without_reconnecting() {
     let cache = RedisCache::connect(short_timeouts(&server, 1)).await.unwrap();
     cache.set("k", &1u8, None).await.unwrap();
     let conn = reconnecting(&cache);
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut server.raw().await).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut server.raw().await)
+        .await
+        .unwrap();
     let pid = info
         .lines()
         .find_map(|line| line.strip_prefix("process_id:"))
@@ -744,7 +755,10 @@ async fn a_frozen_server_times_out_without_reconnecting() {
             let _ = std::process::Command::new("kill").args(["-CONT", &self.0]).status();
         }
     }
-    let status = std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
     let thaw = Thaw(pid);
 
