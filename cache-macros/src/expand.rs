@@ -356,7 +356,10 @@ impl<'a> Gen<'a> {
             Some(args) => quote! {{
                 #[allow(unused_imports)]
                 use #p::{ViaArgs as _, ViaKeyText as _};
-                (&#p::Args(&#args)).memorix_lookup(&__MEMORIX, #cache, #key)
+                ::std::thread_local! {
+                    static __MEMORIX_PIN: #p::ThreadPin = const { #p::ThreadPin::new() };
+                }
+                (&#p::Args(&#args)).memorix_lookup(&__MEMORIX, &__MEMORIX_PIN, #cache, #key)
             }},
             None => quote!(__MEMORIX.lookup::<#stored>(#cache, #key)),
         };

@@ -11,6 +11,7 @@
 
 use super::call::{Lookup, Memo, Storable};
 use super::key::KeyBuf;
+use super::l0::PinKey;
 use crate::cache::Cache;
 use foldhash::fast::FixedState;
 use std::hash::{BuildHasher, Hash};
@@ -307,6 +308,7 @@ pub trait ViaArgs {
     fn memorix_lookup<S: Storable, B: FnOnce(&mut KeyBuf)>(
         &self,
         memo: &Memo,
+        pin: &'static PinKey,
         cache: Option<Arc<dyn Cache>>,
         build: B,
     ) -> Lookup<S>;
@@ -317,10 +319,11 @@ impl<K: KeyPart> ViaArgs for Args<'_, K> {
     fn memorix_lookup<S: Storable, B: FnOnce(&mut KeyBuf)>(
         &self,
         memo: &Memo,
+        pin: &'static PinKey,
         cache: Option<Arc<dyn Cache>>,
         build: B,
     ) -> Lookup<S> {
-        memo.lookup_args(self.0, cache, build)
+        memo.lookup_args(pin, self.0, cache, build)
     }
 }
 
@@ -330,6 +333,7 @@ pub trait ViaKeyText {
     fn memorix_lookup<S: Storable, B: FnOnce(&mut KeyBuf)>(
         &self,
         memo: &Memo,
+        pin: &'static PinKey,
         cache: Option<Arc<dyn Cache>>,
         build: B,
     ) -> Lookup<S>;
@@ -340,9 +344,11 @@ impl<K> ViaKeyText for &Args<'_, K> {
     fn memorix_lookup<S: Storable, B: FnOnce(&mut KeyBuf)>(
         &self,
         memo: &Memo,
+        pin: &'static PinKey,
         cache: Option<Arc<dyn Cache>>,
         build: B,
     ) -> Lookup<S> {
+        let _ = pin;
         memo.lookup(cache, build)
     }
 }

@@ -10,7 +10,7 @@
 use super::args::KeyPart;
 use super::flight::{Flights, Leader, Outcome, Role};
 use super::key::{build_key, with_key, KeyBuf};
-use super::l0::{key_hash, ArgFront, PinSlot, TypedFront, ARG_SEED};
+use super::l0::{key_hash, ArgFront, PinKey, PinSlot, TypedFront, ARG_SEED};
 use super::registry::{default_slot, named_slot, Slot, ENCRYPTED_CACHE};
 use super::spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
 use super::stats;
@@ -404,6 +404,7 @@ impl Memo {
     #[inline]
     pub fn lookup_args<K: KeyPart, S: Storable>(
         &self,
+        local: &'static PinKey,
         args: &K,
         cache: Option<Arc<dyn Cache>>,
         build: impl FnOnce(&mut KeyBuf),
@@ -413,9 +414,9 @@ impl Memo {
         }
         let hash = args.front_hash(&ARG_SEED);
         let epoch = epoch();
-        match self.args_pin.get(hash, epoch, |stored| args.eq_stored(stored)) {
+        match self.args_pin.get(local, hash, epoch, |stored| args.eq_stored(stored)) {
             Some(value) => Lookup::Hit(value),
-            None => self.lookup_args_miss(hash, epoch, args, build),
+            None => self.lookup_args_miss(local, hash, epoch, args, build),
         }
     }
 
@@ -423,6 +424,7 @@ impl Memo {
     #[inline(never)]
     fn lookup_args_miss<K: KeyPart, S: Storable>(
         &self,
+        local: &'static PinKey,
         hash: u64,
         epoch: u64,
         args: &K,
@@ -432,7 +434,7 @@ impl Memo {
             return self.lookup(None, build);
         };
         let pin = &self.args_pin;
-        if let Some(value) = front.get(pin, hash, epoch, |stored| args.eq_stored(stored)) {
+        if let Some(value) = front.get(pin, local, hash, epoch, |stored| args.eq_stored(stored)) {
             return Lookup::Hit(value);
         }
         self.lookup_with(
@@ -1039,7 +1041,10 @@ mod tests {
     #[test]
     fn a_tier_hit_is_copied_to_the_argument_keyed_front() {
         let k = 11u64;
-        let call = || match ARGS_MEMO.lookup_args::<(&u64,), u64>(&(&k,), None, |b| b.arg(&k)) {
+        thread_local! {
+            static PIN: crate::memo::ThreadPin = const { crate::memo::ThreadPin::new() };
+        }
+        let call = || match ARGS_MEMO.lookup_args::<(&u64,), u64>(&PIN, &(&k,), None, |b| b.arg(&k)) {
             Lookup::Miss(miss) => ARGS_MEMO.fill_blocking(miss, adapter(), || k * k),
             Lookup::Hit(v) => v,
         };
@@ -1048,10 +1053,7 @@ mod tests {
         let front = ARGS_MEMO
             .args_front::<super::super::args::Exact<u64>, u64>()
             .expect("argument-keyed front");
-        assert!(
-            front.holds((&k,).front_hash(&ARG_SEED)),
-            "the tier hit was not copied"
-        );
+        assert!(front.holds((&k,).front_hash(&ARG_SEED)), "the tier hit was not copied");
         assert_eq!(call(), k * k);
     }
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{
     AtomicU64, AtomicUsize,
-    Ordering::{AcqRel, Acquire, Relaxed, Release},
+    Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
@@ -290,35 +290,48 @@ impl<K: Clone, S: Clone> Clone for ArgTable<K, S> {
 /// The seed of argument hashes (strings, tuples); integer keys hash exactly.
 pub(crate) const ARG_SEED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6d65_6d6f_7269_7821);
 
-/// Where a function's threads find their pinned snapshot (kept in the
-/// function's `Memo`, so a hit needs neither the front nor a downcast of it).
+/// The version of a function's front snapshot, kept in the function's
+/// `Memo` so a hit needs neither the front nor a downcast of it.
 #[derive(Debug, Default)]
 pub(crate) struct PinSlot {
-    /// Index in each thread's pins; 0 until the front is made.
-    id: AtomicUsize,
     /// Advances each time the front's snapshot is replaced (after the store).
     version: AtomicU64,
+}
+
+/// A thread's pinned snapshot of one memoized function's argument-keyed
+/// front: the generated code declares one per function in a `thread_local!`
+/// and hands it to [`Memo::lookup_args`](super::Memo::lookup_args).
+#[derive(Debug, Default)]
+pub struct ThreadPin(RefCell<Option<Pin>>);
+
+impl ThreadPin {
+    /// An empty pin.
+    pub const fn new() -> Self {
+        ThreadPin(RefCell::new(None))
+    }
+}
+
+/// The `thread_local!` holding a function's [`ThreadPin`].
+pub type PinKey = std::thread::LocalKey<ThreadPin>;
+
+/// A pinned snapshot.
+struct Pin {
+    version: u64,
+    table: Arc<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pin")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PinSlot {
     pub(crate) const fn new() -> Self {
         PinSlot {
-            id: AtomicUsize::new(0),
             version: AtomicU64::new(0),
-        }
-    }
-
-    fn id(&self) -> usize {
-        static NEXT: AtomicUsize = AtomicUsize::new(1);
-        match self.id.load(Acquire) {
-            0 => {
-                let id = NEXT.fetch_add(1, Relaxed);
-                match self.id.compare_exchange(0, id, AcqRel, Acquire) {
-                    Ok(_) => id,
-                    Err(current) => current,
-                }
-            }
-            id => id,
         }
     }
 
@@ -328,40 +341,27 @@ impl PinSlot {
     #[inline]
     pub(crate) fn get<K: Clone + 'static, S: Clone + 'static>(
         &self,
+        local: &'static PinKey,
         hash: u64,
         epoch: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Option<S> {
-        let id = self.id.load(Relaxed);
-        if id == 0 {
-            return None;
-        }
         let version = self.version.load(Acquire);
-        PINS.try_with(|pins| {
-            let pins = pins.try_borrow().ok()?;
-            let pin = pins.get(id)?.as_ref()?;
-            if pin.version != version {
-                return None;
-            }
-            pin.table
-                .downcast_ref::<ArgTable<K, S>>()?
-                .get(hash, epoch, matches)
-                .cloned()
-        })
-        .ok()
-        .flatten()
+        local
+            .try_with(|pin| {
+                let pin = pin.0.try_borrow().ok()?;
+                let pin = pin.as_ref()?;
+                if pin.version != version {
+                    return None;
+                }
+                pin.table
+                    .downcast_ref::<ArgTable<K, S>>()?
+                    .get(hash, epoch, matches)
+                    .cloned()
+            })
+            .ok()
+            .flatten()
     }
-}
-
-/// A thread's pinned snapshot of one front.
-struct Pin {
-    version: u64,
-    table: Arc<dyn Any + Send + Sync>,
-}
-
-thread_local! {
-    /// This thread's pins, by front id.
-    static PINS: RefCell<Vec<Option<Pin>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFront<K, S> {
@@ -384,17 +384,19 @@ impl<K: Clone + Send + Sync + 'static, S: Clone + Send + Sync + 'static> ArgFron
     /// The value copied for arguments that `matches` accepts, at `epoch`, if
     /// still fresh: the slow side of [`PinSlot::get`], which (re)pins the
     /// current snapshot for this thread.
-    pub(crate) fn get(&self, pin: &PinSlot, hash: u64, epoch: u64, matches: impl Fn(&K) -> bool) -> Option<S> {
-        let id = pin.id();
-        let pinned = PINS.try_with(|pins| {
-            // Busy only if a `Clone` impl of a cached value calls a memoized
-            // function: that inner call reads the snapshot without a pin.
-            let mut pins = pins.try_borrow_mut().ok()?;
+    pub(crate) fn get(
+        &self,
+        pin: &PinSlot,
+        local: &'static PinKey,
+        hash: u64,
+        epoch: u64,
+        matches: impl Fn(&K) -> bool,
+    ) -> Option<S> {
+        let pinned = local.try_with(|slot| {
+            // Busy only if a `Clone` impl of a cached value calls this
+            // function again: that inner call reads the snapshot unpinned.
+            let mut slot = slot.0.try_borrow_mut().ok()?;
             let version = pin.version.load(Acquire);
-            if pins.len() <= id {
-                pins.resize_with(id + 1, || None);
-            }
-            let slot = pins.get_mut(id)?;
             if slot.as_ref().is_none_or(|p| p.version != version) {
                 let table: Arc<dyn Any + Send + Sync> = self.snapshot.load_full();
                 *slot = Some(Pin { version, table });
@@ -486,20 +488,27 @@ mod tests {
 
     #[test]
     fn arg_front_answers_only_at_its_epoch_and_while_fresh() {
+        thread_local! {
+            static TEST_PIN: ThreadPin = const { ThreadPin::new() };
+        }
         let pin = PinSlot::new();
         let front = ArgFront::<u64, String>::new(16);
         let h = front.hash(&7u64);
         front.insert(&pin, h, 7, "seven".into(), None, 3);
-        assert_eq!(front.get(&pin, h, 3, |k| *k == 7).as_deref(), Some("seven"));
+        assert_eq!(front.get(&pin, &TEST_PIN, h, 3, |k| *k == 7).as_deref(), Some("seven"));
         assert_eq!(
-            front.get(&pin, h, 3, |k| *k == 8),
+            front.get(&pin, &TEST_PIN, h, 3, |k| *k == 8),
             None,
             "other arguments under the same hash"
         );
-        assert_eq!(front.get(&pin, h, 4, |k| *k == 7), None, "the epoch moved on");
+        assert_eq!(
+            front.get(&pin, &TEST_PIN, h, 4, |k| *k == 7),
+            None,
+            "the epoch moved on"
+        );
         front.insert(&pin, h, 7, "old".into(), None, 2);
         assert_eq!(
-            front.get(&pin, h, 3, |k| *k == 7).as_deref(),
+            front.get(&pin, &TEST_PIN, h, 3, |k| *k == 7).as_deref(),
             Some("seven"),
             "a late stale copy is dropped"
         );
@@ -507,12 +516,12 @@ mod tests {
         let brief = Instant::now() + std::time::Duration::from_millis(5);
         front.insert(&pin, h9, 9, "brief".into(), Some(brief), 3);
         assert_eq!(
-            front.get(&pin, h9, 3, |k| *k == 9).as_deref(),
+            front.get(&pin, &TEST_PIN, h9, 3, |k| *k == 9).as_deref(),
             Some("brief"),
             "served from `recent`"
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
-        assert_eq!(front.get(&pin, h9, 3, |k| *k == 9), None, "expired");
+        assert_eq!(front.get(&pin, &TEST_PIN, h9, 3, |k| *k == 9), None, "expired");
         for k in 0..100u64 {
             front.insert(&pin, front.hash(&k), k, k.to_string(), None, 3);
         }

@@ -29,6 +29,7 @@ mod tier;
 pub use args::{Args, Exact, KeyPart, ViaArgs, ViaKeyText};
 pub use call::{CacheHandle, Lookup, Memo, Miss, Storable};
 pub use key::{KeyBuf, KeyError, MAX_ARGS_LEN};
+pub use l0::{PinKey, ThreadPin};
 pub use registry::{
     default_cache, init, init_from_env, init_shared, named_cache, register, register_shared, ENCRYPTED_CACHE,
 };
