@@ -255,7 +255,7 @@ async fn a_standalone_config_keeps_its_plain_connection_and_batches() {
         .await
         .unwrap();
     assert_eq!(server.config().topology(), Topology::Standalone);
-    assert!(matches!(cache.client().unwrap(), RedisConnection::Manager(_)));
+    assert!(matches!(cache.client().unwrap(), RedisConnection::Reconnecting(_)));
     cache.set_many(&[("a", 1u8), ("b", 2u8)], None).await.unwrap();
     assert_eq!(
         cache.get_many::<u8>(&["a", "b", "c"]).await.unwrap(),
@@ -446,4 +446,60 @@ async fn the_two_tier_cache_runs_on_a_cluster_with_coherent_l1() {
     }
     assert!(a.remove(&keys[1]).await.unwrap());
     assert!(!b.has(&keys[1]).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_tls_cluster_is_used_with_verified_certificates() {
+    use memorix::{GenericRedisCache, TlsConfig};
+    let pki = support::pki::make_pki();
+    let cluster = RedisCluster::start_tls(&pki);
+    let config = |ca: &str| {
+        RedisConfig::from_url(&format!("{}?connect_timeout=1s&response_timeout=1s", cluster.tls_url()))
+            .unwrap()
+            .into_builder()
+            .tls(TlsConfig::new().ca_cert(pki.path(ca)))
+            .build()
+            .unwrap()
+    };
+    let prefix = unique_prefix("tls-cluster");
+    let cache = RedisCache::builder()
+        .config(config("ca.pem"))
+        .prefix(prefix.clone())
+        .connect()
+        .await
+        .expect("connect over TLS");
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let entries: Vec<(&str, u32)> = keys.iter().zip(0..).map(|(k, i)| (k.as_str(), i)).collect();
+    cache.set_many(&entries, None).await.unwrap();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let expected: Vec<Option<u32>> = (0..20).map(Some).collect();
+    assert_eq!(cache.get_many::<u32>(&refs).await.unwrap(), expected);
+    let spread: BTreeSet<u16> = keys
+        .iter()
+        .map(|k| cluster.primary_port_of(&format!("{prefix}{k}")))
+        .collect();
+    assert!(
+        spread.len() > 1,
+        "keys spread over several primaries, reached through TLS redirects"
+    );
+
+    let two_tier = GenericRedisCache::builder()
+        .redis(config("ca.pem"))
+        .prefix(prefix.clone())
+        .fail_on_connection_error(true)
+        .connect()
+        .await
+        .expect("the two-tier cache connects over TLS");
+    two_tier.set("tier", &7u32, None).await.unwrap();
+    assert!(
+        cache.has("tier").await.unwrap(),
+        "the two-tier write reached the cluster"
+    );
+    assert_eq!(two_tier.get::<u32>("tier").await.unwrap(), Some(7));
+    cache.purge().await.unwrap();
+    assert!(!cache.has("k7").await.unwrap());
+
+    // Verification is on: a cluster whose certificates the CA did not sign is refused.
+    let err = RedisCache::connect(config("other-ca.pem")).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
 }

@@ -6,69 +6,12 @@ mod support;
 
 use memorix::prelude::*;
 use memorix::{CacheError, GenericRedisCache, RedisConfig, SecurityConfig, TlsConfig, SECURE_SCORE};
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
-};
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::pki::{arg, make_pki, Pki};
 use support::RedisServer;
 
 const ADMIN_PASSWORD: &str = "admin-pw-9f2c";
 const CACHE_PASSWORD: &str = "cache-pw-41be";
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-fn ca(name: &str) -> (Certificate, KeyPair) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn leaf(ca: &(Certificate, KeyPair), usage: ExtendedKeyUsagePurpose) -> (Certificate, KeyPair) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = vec![
-        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        SanType::DnsName("localhost".try_into().unwrap()),
-    ];
-    params.distinguished_name.push(DnType::CommonName, "memorix test");
-    params.extended_key_usages = vec![usage];
-    (params.signed_by(&key, &ca.0, &ca.1).unwrap(), key)
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
-fn make_pki() -> Pki {
-    let pki = Pki {
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let authority = ca("memorix test CA");
-    let server = leaf(&authority, ExtendedKeyUsagePurpose::ServerAuth);
-    let client = leaf(&authority, ExtendedKeyUsagePurpose::ClientAuth);
-    let write = |name: &str, text: String| std::fs::write(pki.path(name), text).unwrap();
-    write("ca.pem", authority.0.pem());
-    write("server.pem", server.0.pem());
-    write("server.key", server.1.serialize_pem());
-    write("client.pem", client.0.pem());
-    write("client.key", client.1.serialize_pem());
-    let other = ca("some other CA");
-    write("other-ca.pem", other.0.pem());
-    pki
-}
-
-fn arg(path: &Path) -> String {
-    path.to_str().unwrap().to_owned()
-}
 
 /// A server with a plain port (for the harness) and a TLS port requiring
 /// client certificates, `requirepass` on the default user, and an ACL user

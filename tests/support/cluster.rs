@@ -5,6 +5,7 @@
 //! The node timeout is short (2 s) so a killed primary's replica is promoted
 //! within a few seconds. Every process is killed when the handle is dropped.
 
+use super::pki::Pki;
 use super::redis_server::{free_port, RedisServer};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     password: Option<String>,
+    /// TLS client ports, in node order, for a cluster started with TLS.
+    tls_ports: Vec<u16>,
 }
 
 /// What one node says about itself in `CLUSTER NODES`.
@@ -42,24 +45,43 @@ impl RedisCluster {
     /// Starts 6 servers, creates the cluster (1 replica per primary) and waits
     /// until every node reports `cluster_state:ok` and every replica is in sync.
     pub fn start() -> Self {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
+    }
+
+    /// Like [`RedisCluster::start`], every node also serving TLS with the
+    /// certificates of `pki`, and the cluster bus and replication over TLS.
+    /// The plain ports stay open for the harness's own checks.
+    pub fn start_tls(pki: &Pki) -> Self {
+        Self::start_inner(None, Some(pki))
     }
 
     /// Like [`RedisCluster::start`], every node protected by `password`
     /// (`requirepass`, and `masterauth` for the replicas).
     pub fn start_with_password(password: &str) -> Self {
-        Self::start_inner(Some(password))
+        Self::start_inner(Some(password), None)
     }
 
-    fn start_inner(password: Option<&str>) -> Self {
+    fn start_inner(password: Option<&str>, pki: Option<&Pki>) -> Self {
         let timeout = NODE_TIMEOUT.as_millis().to_string();
         let auth: Vec<&str> = match password {
             Some(pw) => vec!["--requirepass", pw, "--masterauth", pw],
             None => Vec::new(),
         };
+        let tls_ports: Vec<u16> = match pki {
+            Some(_) => (0..6).map(|_| free_port()).collect(),
+            None => Vec::new(),
+        };
         let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| {
+            .map(|i| {
                 let bus_port = free_port().to_string();
+                let tls: Vec<String> = match pki {
+                    Some(pki) => {
+                        let mut tls = pki.server_args(tls_ports[i]);
+                        tls.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+                        tls
+                    }
+                    None => Vec::new(),
+                };
                 let mut args = vec![
                     "--cluster-enabled",
                     "yes",
@@ -74,6 +96,7 @@ impl RedisCluster {
                     "0",
                 ];
                 args.extend(&auth);
+                args.extend(tls.iter().map(String::as_str));
                 RedisServer::start_with(&args)
             })
             .collect();
@@ -87,11 +110,7 @@ impl RedisCluster {
         if let Some(pw) = password {
             cmd.args(["-a", pw, "--no-auth-warning"]);
         }
-        let output = match cmd.output() {
-            Ok(output) => output,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{CLI_HINT}"),
-            Err(e) => panic!("cannot run redis-cli: {e}. {CLI_HINT}"),
-        };
+        let output = run_bounded(cmd, Duration::from_secs(60));
         assert!(
             output.status.success(),
             "redis-cli --cluster create failed:\n{}\n{}",
@@ -101,6 +120,7 @@ impl RedisCluster {
         let cluster = RedisCluster {
             nodes,
             password: password.map(str::to_owned),
+            tls_ports,
         };
         cluster.wait_until_healthy(Duration::from_secs(30));
         cluster
@@ -110,6 +130,13 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
         format!("redis+cluster://{}{}", self.auth(), hosts.join(","))
+    }
+
+    /// `rediss+cluster://` URL listing every node's TLS port as a seed.
+    pub fn tls_url(&self) -> String {
+        assert!(!self.tls_ports.is_empty(), "start the cluster with start_tls");
+        let hosts: Vec<String> = self.tls_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        format!("rediss+cluster://{}{}", self.auth(), hosts.join(","))
     }
 
     /// `:password@` when the nodes have one.
@@ -251,6 +278,29 @@ impl RedisCluster {
         }
         Ok(())
     }
+}
+
+/// Runs `cmd` to completion, killing it after `limit`: `redis-cli --cluster
+/// create` waits forever for nodes that cannot join.
+fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
+    let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{CLI_HINT}"),
+        Err(e) => panic!("cannot run redis-cli: {e}. {CLI_HINT}"),
+    };
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait for redis-cli").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("redis-cli output");
+            panic!(
+                "redis-cli --cluster create did not finish within {limit:?}:\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("redis-cli output")
 }
 
 /// Path of the `redis-cli` binary.
