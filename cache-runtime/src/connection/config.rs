@@ -247,7 +247,9 @@ impl RedisConfig {
         self.health_check_interval
     }
 
-    /// Reconnect attempts before a command fails.
+    /// Quick reconnect attempts a command waits for before the connection
+    /// counts as down (later commands then fail at once while attempts go on
+    /// in the background). On a cluster: retries of a failed request.
     pub fn reconnect_retries(&self) -> usize {
         self.reconnect_retries
     }
@@ -502,7 +504,9 @@ impl RedisConfigBuilder {
         self
     }
 
-    /// How many times to retry opening a broken connection before a command fails.
+    /// Quick reconnect attempts a command waits for before the connection
+    /// counts as down (default 3; later commands fail at once while attempts go
+    /// on in the background). On a cluster: retries of a failed request.
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.0.reconnect_retries = retries;
         self
