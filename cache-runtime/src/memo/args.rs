@@ -12,6 +12,8 @@
 use super::call::{Lookup, Memo, Storable};
 use super::key::KeyBuf;
 use super::l0::PinKey;
+use super::l0::{ArgFront, ARG_SEED};
+use super::tier::{epoch, DEFAULT_TIER_CAPACITY};
 use crate::cache::Cache;
 use foldhash::fast::FixedState;
 use std::hash::{BuildHasher, Hash};
@@ -296,6 +298,67 @@ tuple_parts! {
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
 }
 
+impl Memo {
+    /// [`Memo::lookup`] for arguments that are their own key (see
+    /// [`KeyPart`]): a copy under equal arguments answers before any key text
+    /// is built. Reached through [`ViaArgs`](super::args::ViaArgs).
+    #[inline]
+    pub fn lookup_args<K: KeyPart, S: Storable>(
+        &self,
+        local: &'static PinKey,
+        args: &K,
+        cache: Option<Arc<dyn Cache>>,
+        build: impl FnOnce(&mut KeyBuf),
+    ) -> Lookup<S> {
+        if cache.is_some() || self.spec.stamped() {
+            return self.lookup(cache, build);
+        }
+        let hash = args.front_hash(&ARG_SEED);
+        let epoch = epoch();
+        match self.args_pin.get(local, hash, epoch, |stored| args.eq_stored(stored)) {
+            Some(value) => Lookup::Hit(value),
+            None => self.lookup_args_miss(local, hash, epoch, args, build),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lookup_args_miss<K: KeyPart, S: Storable>(
+        &self,
+        local: &'static PinKey,
+        hash: u64,
+        epoch: u64,
+        args: &K,
+        build: impl FnOnce(&mut KeyBuf),
+    ) -> Lookup<S> {
+        let Some(front) = self.args_front::<K::Stored, S>() else {
+            return self.lookup(None, build);
+        };
+        let pin = &self.args_pin;
+        if let Some(value) = front.get(pin, local, hash, epoch, |stored| args.eq_stored(stored)) {
+            return Lookup::Hit(value);
+        }
+        self.lookup_with(
+            None,
+            build,
+            |_| None,
+            |_, value: &S, fresh_until| front.insert(pin, hash, args.to_stored(), value.clone(), fresh_until, epoch),
+        )
+    }
+
+    /// The argument-keyed front of this function, on the same terms as
+    /// [`Memo::front`] (and for one `(K, S)` pair only).
+    #[inline]
+    pub(super) fn args_front<K: Clone + Send + Sync + 'static, S: Storable>(&self) -> Option<&ArgFront<K, S>> {
+        if self.spec.stamped() {
+            return None;
+        }
+        self.args_front
+            .get_or_init(|| Box::new(ArgFront::<K, S>::new(DEFAULT_TIER_CAPACITY)))
+            .downcast_ref::<ArgFront<K, S>>()
+    }
+}
+
 /// The key arguments of one call, as the generated code hands them over:
 /// a tuple of references to the arguments (or template placeholders).
 #[derive(Debug)]
@@ -356,6 +419,15 @@ impl<K> ViaKeyText for &Args<'_, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memo::{Adapter, MemoSpec};
+
+    fn adapter() -> Adapter<u64, u64> {
+        Adapter {
+            to_stored: |r| Some(*r),
+            from_stored: |s| s,
+            is_error: |_| false,
+        }
+    }
 
     #[test]
     fn owned_copies_compare_equal_to_their_source() {
@@ -371,5 +443,27 @@ mod tests {
         assert_eq!(hashes.len(), 10_000, "integer keys hash exactly");
         assert_ne!((&1u8,).front_hash(&seed), (&2u8,).front_hash(&seed));
         assert!(!Some(1u8).eq_owned(&None));
+    }
+
+    static ARGS_MEMO: Memo = Memo::new(MemoSpec {
+        name: "tests::args_square",
+        ..MemoSpec::DEFAULT
+    });
+
+    #[test]
+    fn a_tier_hit_is_copied_to_the_argument_keyed_front() {
+        let k = 11u64;
+        thread_local! {
+            static PIN: super::super::ThreadPin = const { super::super::ThreadPin::new() };
+        }
+        let call = || match ARGS_MEMO.lookup_args::<(&u64,), u64>(&PIN, &(&k,), None, |b| b.arg(&k)) {
+            Lookup::Miss(miss) => ARGS_MEMO.fill_blocking(miss, adapter(), || k * k),
+            Lookup::Hit(v) => v,
+        };
+        assert_eq!(call(), k * k);
+        assert_eq!(call(), k * k);
+        let front = ARGS_MEMO.args_front::<Exact<u64>, u64>().expect("argument-keyed front");
+        assert!(front.holds((&k,).front_hash(&ARG_SEED)), "the tier hit was not copied");
+        assert_eq!(call(), k * k);
     }
 }

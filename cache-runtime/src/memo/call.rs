@@ -1,16 +1,17 @@
 //! [`Memo`]: what a memoized function calls. One `static` per function.
 //!
-//! A call goes: build the key (per-thread buffer, no allocation) → probe the
-//! typed tier of an in-process cache → on a miss, join the key's flight → the
+//! A call goes: (plain arguments) probe the argument-keyed front, see
+//! [`Memo::lookup_args`] → build the key (per-thread buffer, no allocation) →
+//! probe the typed tier of an in-process cache → on a miss, join the key's
+//! flight → the
 //! leader reads the engine, runs the body if still missing, stores, shares the
 //! value with the waiters. Every cache failure is absorbed: logged with
 //! `tracing`, counted in [`stats`](super::stats), and the call goes on as if
 //! nothing was cached.
 
-use super::args::KeyPart;
 use super::flight::{Flights, Leader, Outcome, Role};
 use super::key::{build_key, with_key, KeyBuf};
-use super::l0::{key_hash, ArgFront, PinKey, PinSlot, TypedFront, ARG_SEED};
+use super::l0::{key_hash, PinSlot, TypedFront};
 use super::registry::{default_slot, named_slot, Slot, ENCRYPTED_CACHE};
 use super::spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
 use super::stats;
@@ -38,14 +39,14 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Storable f
 /// The runtime state of one memoized function.
 #[derive(Debug)]
 pub struct Memo {
-    spec: MemoSpec,
+    pub(super) spec: MemoSpec,
     flights: OnceLock<Flights>,
     /// The typed front (`TypedFront<S>` of the function's cached type).
     front: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The argument-keyed front (`ArgFront<K, S>`), when the arguments are a [`KeyPart`].
-    args_front: OnceLock<Box<dyn Any + Send + Sync>>,
+    pub(super) args_front: OnceLock<Box<dyn Any + Send + Sync>>,
     /// Where threads keep their snapshot of `args_front`.
-    args_pin: PinSlot,
+    pub(super) args_pin: PinSlot,
     warned: AtomicBool,
 }
 
@@ -217,18 +218,6 @@ impl Memo {
             .downcast_ref::<TypedFront<S>>()
     }
 
-    /// The argument-keyed front of this function, on the same terms as
-    /// [`Memo::front`] (and for one `(K, S)` pair only).
-    #[inline]
-    fn args_front<K: Clone + Send + Sync + 'static, S: Storable>(&self) -> Option<&ArgFront<K, S>> {
-        if self.spec.stamped() {
-            return None;
-        }
-        self.args_front
-            .get_or_init(|| Box::new(ArgFront::<K, S>::new(DEFAULT_TIER_CAPACITY)))
-            .downcast_ref::<ArgFront<K, S>>()
-    }
-
     fn flights(&self) -> &Flights {
         self.flights.get_or_init(Flights::default)
     }
@@ -398,54 +387,7 @@ impl Memo {
         )
     }
 
-    /// [`Memo::lookup`] for arguments that are their own key (see
-    /// [`KeyPart`]): a copy under equal arguments answers before any key text
-    /// is built. Reached through [`ViaArgs`](super::args::ViaArgs).
-    #[inline]
-    pub fn lookup_args<K: KeyPart, S: Storable>(
-        &self,
-        local: &'static PinKey,
-        args: &K,
-        cache: Option<Arc<dyn Cache>>,
-        build: impl FnOnce(&mut KeyBuf),
-    ) -> Lookup<S> {
-        if cache.is_some() || self.spec.stamped() {
-            return self.lookup(cache, build);
-        }
-        let hash = args.front_hash(&ARG_SEED);
-        let epoch = epoch();
-        match self.args_pin.get(local, hash, epoch, |stored| args.eq_stored(stored)) {
-            Some(value) => Lookup::Hit(value),
-            None => self.lookup_args_miss(local, hash, epoch, args, build),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lookup_args_miss<K: KeyPart, S: Storable>(
-        &self,
-        local: &'static PinKey,
-        hash: u64,
-        epoch: u64,
-        args: &K,
-        build: impl FnOnce(&mut KeyBuf),
-    ) -> Lookup<S> {
-        let Some(front) = self.args_front::<K::Stored, S>() else {
-            return self.lookup(None, build);
-        };
-        let pin = &self.args_pin;
-        if let Some(value) = front.get(pin, local, hash, epoch, |stored| args.eq_stored(stored)) {
-            return Lookup::Hit(value);
-        }
-        self.lookup_with(
-            None,
-            build,
-            |_| None,
-            |_, value: &S, fresh_until| front.insert(pin, hash, args.to_stored(), value.clone(), fresh_until, epoch),
-        )
-    }
-
-    fn lookup_with<S: Storable>(
+    pub(super) fn lookup_with<S: Storable>(
         &self,
         cache: Option<Arc<dyn Cache>>,
         build: impl FnOnce(&mut KeyBuf),
@@ -1031,29 +973,5 @@ mod tests {
                 "warm key {k} missed the typed tier"
             );
         }
-    }
-
-    static ARGS_MEMO: Memo = Memo::new(MemoSpec {
-        name: "tests::args_square",
-        ..MemoSpec::DEFAULT
-    });
-
-    #[test]
-    fn a_tier_hit_is_copied_to_the_argument_keyed_front() {
-        let k = 11u64;
-        thread_local! {
-            static PIN: crate::memo::ThreadPin = const { crate::memo::ThreadPin::new() };
-        }
-        let call = || match ARGS_MEMO.lookup_args::<(&u64,), u64>(&PIN, &(&k,), None, |b| b.arg(&k)) {
-            Lookup::Miss(miss) => ARGS_MEMO.fill_blocking(miss, adapter(), || k * k),
-            Lookup::Hit(v) => v,
-        };
-        assert_eq!(call(), k * k);
-        assert_eq!(call(), k * k);
-        let front = ARGS_MEMO
-            .args_front::<super::super::args::Exact<u64>, u64>()
-            .expect("argument-keyed front");
-        assert!(front.holds((&k,).front_hash(&ARG_SEED)), "the tier hit was not copied");
-        assert_eq!(call(), k * k);
     }
 }

@@ -1,12 +1,17 @@
-//! The per-function typed front of the tier: values of one return type,
-//! stored inline under a 128-bit hash of the key.
+//! The per-function typed fronts of the tier.
 //!
-//! The shared [`LocalTier`](super::tier::LocalTier) is authoritative; this is
-//! a copy that costs one cache line per hit (no key or value allocation to
-//! chase). Every entry carries the tier's [`epoch`](super::tier::epoch) at the
-//! time it was copied: any removal, purge or early overwrite in any tier
-//! advances the epoch, so a copy never outlives the value it mirrors. Entries
-//! also keep the tier entry's expiry.
+//! - [`TypedFront`]: values of one return type, stored inline under a 128-bit
+//!   hash of the key text (functions whose arguments are not plain values).
+//! - [`ArgFront`]: values keyed by the arguments themselves (see
+//!   [`KeyPart`](super::args::KeyPart)), read through a per-thread pinned
+//!   snapshot: no key text, no string hash and no shared write on a hit.
+//!
+//! The shared [`LocalTier`](super::tier::LocalTier) is authoritative; these
+//! are copies. Every copy is tied to the tier's [`epoch`](super::tier::epoch)
+//! at the time it was made (read before the tier was): any removal, purge or
+//! early overwrite in any tier, and any `init` / `register`, advances the
+//! epoch, so a copy never outlives the value it mirrors. Copies also keep the
+//! tier entry's expiry.
 
 use arc_swap::ArcSwap;
 use std::any::Any;
@@ -176,7 +181,8 @@ impl Hasher for PassThrough64 {
 /// on, it answers nothing until it is refilled.
 ///
 /// Hits read an immutable snapshot that each thread keeps pinned (an `Arc`
-/// in a thread-local slot, checked against `version` with one plain load), so
+/// in the function's `thread_local!` [`ThreadPin`], checked against the
+/// [`PinSlot`] version with one plain load), so
 /// a hit writes no shared memory: with a lock (even a sharded one), every hit
 /// wrote a lock word that the other cores had just written, and moving that
 /// cache line between cores was half the cost of a hit on two threads. Like
