@@ -41,6 +41,27 @@ pub fn run(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
+/// The expression of a template placeholder: `id`, `user.id`, `self.tenant`, `pair.0`.
+fn placeholder(span: Span, root: &str, path: &[String]) -> TokenStream {
+    let root = if root == "self" {
+        quote_spanned!(span=> self)
+    } else {
+        let ident = syn::Ident::new(root, span);
+        quote!(#ident)
+    };
+    let path = path.iter().map(|f| match f.parse::<u32>() {
+        Ok(index) => {
+            let index = syn::Index { index, span };
+            quote!(.#index)
+        }
+        Err(_) => {
+            let ident = syn::Ident::new(f, span);
+            quote!(.#ident)
+        }
+    });
+    quote!(#root #(#path)*)
+}
+
 struct Gen<'a> {
     opts: &'a Options,
     func: &'a Func,
@@ -142,24 +163,8 @@ impl<'a> Gen<'a> {
                 .map(|s| match s {
                     Segment::Text(text) => quote!(__k.lit(#text);),
                     Segment::Arg { root, path } => {
-                        let span = template.lit.span();
-                        let root = if root == "self" {
-                            quote_spanned!(span=> self)
-                        } else {
-                            let ident = syn::Ident::new(root, span);
-                            quote!(#ident)
-                        };
-                        let path = path.iter().map(|f| match f.parse::<u32>() {
-                            Ok(index) => {
-                                let index = syn::Index { index, span };
-                                quote!(.#index)
-                            }
-                            Err(_) => {
-                                let ident = syn::Ident::new(f, span);
-                                quote!(.#ident)
-                            }
-                        });
-                        quote!(__k.part(&(#root #(#path)*));)
+                        let value = placeholder(template.lit.span(), root, path);
+                        quote!(__k.part(&(#value));)
                     }
                 })
                 .collect(),
@@ -195,24 +200,8 @@ impl<'a> Gen<'a> {
                 .filter_map(|s| match s {
                     Segment::Text(_) => None,
                     Segment::Arg { root, path } => {
-                        let span = template.lit.span();
-                        let root = if root == "self" {
-                            quote_spanned!(span=> self)
-                        } else {
-                            let ident = syn::Ident::new(root, span);
-                            quote!(#ident)
-                        };
-                        let path = path.iter().map(|f| match f.parse::<u32>() {
-                            Ok(index) => {
-                                let index = syn::Index { index, span };
-                                quote!(.#index)
-                            }
-                            Err(_) => {
-                                let ident = syn::Ident::new(f, span);
-                                quote!(.#ident)
-                            }
-                        });
-                        Some(quote!(&(#root #(#path)*)))
+                        let value = placeholder(template.lit.span(), root, path);
+                        Some(quote!(&(#value)))
                     }
                 })
                 .collect(),
