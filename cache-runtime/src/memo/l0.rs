@@ -182,17 +182,18 @@ impl Hasher for PassThrough64 {
 ///
 /// Hits read an immutable snapshot that each thread keeps pinned (an `Arc`
 /// in the function's `thread_local!` [`ThreadPin`], checked against the
-/// [`PinSlot`] version with one plain load), so
-/// a hit writes no shared memory: with a lock (even a sharded one), every hit
-/// wrote a lock word that the other cores had just written, and moving that
-/// cache line between cores was half the cost of a hit on two threads. Like
-/// `arc_swap::Cache`, a pin keeps its snapshot alive until the thread reads
-/// this front again (or exits); any snapshot is safe to read, since copies are
-/// only served at the epoch they were made at. New
-/// copies go to a small locked `recent` table first and are merged into a new
-/// snapshot in batches (when `recent` reaches a quarter of the snapshot, or
-/// after as many hits were served from it as an eighth of the snapshot), so a
-/// copy costs a constant number of clones on average.
+/// [`PinSlot`] version with one plain load), so a hit writes no shared memory:
+/// with a lock (even a sharded one), every hit wrote a lock word that the
+/// other cores had just written, and moving that cache line between cores was
+/// half the cost of a hit on two threads. Like `arc_swap::Cache`, a pin keeps
+/// its snapshot alive until the thread reads this front again (or exits); any
+/// snapshot is safe to read, since copies are only served at the epoch they
+/// were made at and keep their tier entry's deadline.
+///
+/// New copies go to a small locked `recent` table first and are merged into a
+/// new snapshot in batches (when `recent` reaches a quarter of the snapshot,
+/// or after as many hits were served from it as an eighth of the snapshot),
+/// so a copy costs a constant number of clones on average.
 pub(crate) struct ArgFront<K, S> {
     snapshot: ArcSwap<ArgTable<K, S>>,
     recent: RwLock<ArgTable<K, S>>,
