@@ -9,10 +9,10 @@
 //! dropped); eviction is by entry count. The clock is quanta's: the TSC where
 //! it is reliable, so the check costs a few nanoseconds, not a clock_gettime.
 
+use quanta::Instant;
 use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use quanta::Instant;
 use std::time::Duration;
 
 /// A decoded value, tagged with its type.
