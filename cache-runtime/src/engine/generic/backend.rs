@@ -1,0 +1,104 @@
+//! The Redis side of the cache: the open connections ([`Backend`]) and
+//! `Inner::exec`, the one way a command reaches them. `exec` consults the
+//! circuit breaker before sending, retries once after a dropped connection,
+//! and turns connection-class failures into breaker state (and a probe)
+//! instead of errors: callers get an error only from a closed cache or a
+//! server refusal (ACL denial, wrong type).
+
+use super::{CacheEvent, Inner, Tier};
+use crate::connection::RedisConnection;
+use crate::error::{CacheError, Result};
+use crate::metrics::{self, Metrics};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Open connections to Redis.
+pub(super) struct Backend {
+    pub(super) conns: Vec<RedisConnection>,
+    pub(super) next: AtomicUsize,
+}
+
+impl Backend {
+    pub(super) fn conn(&self) -> RedisConnection {
+        self.conns[self.next.fetch_add(1, Relaxed) % self.conns.len()].clone()
+    }
+}
+
+/// One command, or a pipeline of several.
+#[derive(Clone, Copy)]
+pub(super) enum Req<'a> {
+    One(&'a redis::Cmd),
+    Many(&'a redis::Pipeline),
+}
+
+/// Runs `req` once. The connection manager bounds it with the configured
+/// response timeout; no extra timer per call.
+async fn run<T: redis::FromRedisValue>(req: Req<'_>, conn: &mut RedisConnection) -> Result<T> {
+    let result = match req {
+        Req::One(cmd) => cmd.query_async::<T>(conn).await,
+        Req::Many(pipe) => pipe.query_async::<T>(conn).await,
+    };
+    result.map_err(CacheError::from)
+}
+
+/// How a Redis call went, when it did not return a value.
+pub(super) enum Unavailable {
+    /// The breaker is open or there is no connection: Redis was not asked.
+    Skipped,
+    /// Redis could not be reached (counted, breaker updated).
+    Down,
+}
+
+impl Inner {
+    /// Runs `pipe` on Redis unless the breaker is open. Connection-class
+    /// failures are counted and feed the breaker (a failed write opens it at
+    /// once); server errors (wrong type, ACL denial) are returned.
+    pub(super) async fn exec<T: redis::FromRedisValue>(
+        &self,
+        req: Req<'_>,
+        key: &str,
+        write: bool,
+    ) -> Result<std::result::Result<T, Unavailable>> {
+        self.check_open()?;
+        let mut conn = match (self.breaker.is_closed(), self.backend.load().as_ref()) {
+            (true, Some(backend)) => backend.conn(),
+            _ => {
+                self.metrics.error("circuit_open");
+                return Ok(Err(Unavailable::Skipped));
+            }
+        };
+        let mut result = run(req, &mut conn).await;
+        if matches!(result, Err(CacheError::Connection(_))) {
+            // A dropped connection is re-opened by the connection manager:
+            // one immediate retry hides a server restart from the caller.
+            result = run(req, &mut conn).await;
+        }
+        match result {
+            Ok(value) => {
+                self.breaker.success();
+                Ok(Ok(value))
+            }
+            Err(err) => {
+                self.metrics.error(metrics::error_kind(&err));
+                self.callbacks
+                    .fire(CacheEvent::Error, key, Some(Tier::Redis), Some(&err));
+                if matches!(err, CacheError::Redis(_)) {
+                    return Err(err);
+                }
+                tracing::debug!(error = %err, "redis unavailable; serving from memory");
+                let opened = if write {
+                    self.breaker.trip()
+                } else {
+                    self.breaker.failure()
+                };
+                if opened {
+                    Metrics::bump(&self.metrics.breaker_opens, "memorix_circuit_breaker_opens_total");
+                    tracing::warn!(error = %err, "Redis unavailable: circuit breaker open, serving from L1");
+                }
+                if !self.breaker.is_closed() {
+                    self.spawn_probe();
+                }
+                Ok(Err(Unavailable::Down))
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! This instance's side of cross-instance L1 coherence: the invalidation
+//! `PUBLISH` added to write pipelines, and what a received invalidation (or a
+//! lost and regained subscription) does to L1. The message format and the
+//! subscription loop are in `invalidation.rs`.
+
+use super::{invalidation, Inner};
+use crate::metrics::Metrics;
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Inner {
+    pub(super) fn publish(&self, pipe: &mut redis::Pipeline, full_key: &str) {
+        if self.settings.coherence {
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(invalidation::key_message(&self.instance_id, full_key))
+                .ignore();
+        }
+    }
+
+    pub(super) fn coherence_live(&self, live: bool) {
+        self.coherent.store(live, Relaxed);
+    }
+
+    /// The subscription came back: invalidations may have been missed.
+    pub(super) fn on_resubscribed(&self) {
+        if self.breaker.is_closed() {
+            self.l1.clear();
+            Metrics::bump(&self.metrics.l1_clears, "memorix_l1_clears_total");
+        }
+    }
+
+    pub(super) fn on_invalidation(&self, payload: &str) {
+        match invalidation::parse(payload, &self.instance_id) {
+            Some(invalidation::Message::Key(full_key)) => {
+                Metrics::bump(
+                    &self.metrics.invalidations_received,
+                    "memorix_invalidations_received_total",
+                );
+                let prefix = self.prefix.get();
+                if let Some(key) = full_key.strip_prefix(prefix.as_str()) {
+                    self.l1.invalidate(key);
+                }
+            }
+            Some(invalidation::Message::Purge(_)) => {
+                Metrics::bump(
+                    &self.metrics.invalidations_received,
+                    "memorix_invalidations_received_total",
+                );
+                self.l1.clear();
+                Metrics::bump(&self.metrics.l1_clears, "memorix_l1_clears_total");
+            }
+            None => {}
+        }
+    }
+}
