@@ -67,20 +67,19 @@ impl RedisCluster {
             Some(pw) => vec!["--requirepass", pw, "--masterauth", pw],
             None => Vec::new(),
         };
-        let tls_ports: Vec<u16> = match pki {
-            Some(_) => (0..6).map(|_| free_port()).collect(),
-            None => Vec::new(),
-        };
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|i| {
+        // Each port is picked just before its server binds it: a port picked
+        // early could meanwhile become the source port of a client connection.
+        let (nodes, tls_ports): (Vec<RedisServer>, Vec<Option<u16>>) = (0..6)
+            .map(|_| {
                 let bus_port = free_port().to_string();
-                let tls: Vec<String> = match pki {
-                    Some(pki) => {
-                        let mut tls = pki.server_args(tls_ports[i]);
+                let tls_port = pki.map(|_| free_port());
+                let tls: Vec<String> = match (pki, tls_port) {
+                    (Some(pki), Some(tls_port)) => {
+                        let mut tls = pki.server_args(tls_port);
                         tls.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
                         tls
                     }
-                    None => Vec::new(),
+                    _ => Vec::new(),
                 };
                 let mut args = vec![
                     "--cluster-enabled",
@@ -97,9 +96,10 @@ impl RedisCluster {
                 ];
                 args.extend(&auth);
                 args.extend(tls.iter().map(String::as_str));
-                RedisServer::start_with(&args)
+                (RedisServer::start_with(&args), tls_port)
             })
-            .collect();
+            .unzip();
+        let tls_ports: Vec<u16> = tls_ports.into_iter().flatten().collect();
         let mut cmd = Command::new(cli_binary());
         cmd.arg("--cluster").arg("create");
         for node in &nodes {

@@ -5,9 +5,11 @@
 //! dropped. If `redis-server` is not installed, startup fails with the command
 //! that installs it: a test that needs Redis never silently skips.
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it: \
@@ -100,6 +102,17 @@ impl RedisServer {
         self.spawn();
     }
 
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The last `lines` lines the server logged.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// True while the process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
@@ -121,6 +134,8 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -147,8 +162,10 @@ impl RedisServer {
             }
             if !self.is_running() {
                 panic!(
-                    "redis-server on port {} exited during startup (args: {:?})",
-                    self.port, self.extra_args
+                    "redis-server on port {} exited during startup (args: {:?}); its log ends:\n{}",
+                    self.port,
+                    self.extra_args,
+                    self.log_tail(8)
                 );
             }
             assert!(
@@ -170,11 +187,19 @@ impl Drop for RedisServer {
     }
 }
 
-/// A loopback port the OS just reported free.
+/// A loopback port the OS just reported free, and never handed out before in
+/// this process: a cluster picks its TLS and bus ports before its servers
+/// bind them, and tests start servers in parallel.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind an ephemeral port")
+            .local_addr()
+            .expect("local addr")
+            .port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
