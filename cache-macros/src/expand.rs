@@ -148,15 +148,7 @@ impl<'a> Gen<'a> {
     fn key_closure(&self) -> TokenStream {
         let p = &self.private;
         let pushes: Vec<TokenStream> = match &self.opts.key {
-            None => self
-                .func
-                .args
-                .iter()
-                .map(|a| {
-                    let ident = &a.ident;
-                    quote!(__k.arg(&#ident);)
-                })
-                .collect(),
+            None => self.key_values().iter().map(|v| quote!(__k.arg(&#v);)).collect(),
             Some(template) => template
                 .segments
                 .iter()
@@ -184,14 +176,21 @@ impl<'a> Gen<'a> {
         {
             return None;
         }
-        let parts: Vec<TokenStream> = match &o.key {
+        let parts = self.key_values();
+        Some(quote!((#(&(#parts),)*)))
+    }
+
+    /// The expressions the key is made of, in order: every argument for a
+    /// derived key, else the template's placeholders.
+    fn key_values(&self) -> Vec<TokenStream> {
+        match &self.opts.key {
             None => self
                 .func
                 .args
                 .iter()
                 .map(|a| {
                     let ident = &a.ident;
-                    quote!(&#ident)
+                    quote!(#ident)
                 })
                 .collect(),
             Some(template) => template
@@ -199,14 +198,10 @@ impl<'a> Gen<'a> {
                 .iter()
                 .filter_map(|s| match s {
                     Segment::Text(_) => None,
-                    Segment::Arg { root, path } => {
-                        let value = placeholder(template.lit.span(), root, path);
-                        Some(quote!(&(#value)))
-                    }
+                    Segment::Arg { root, path } => Some(placeholder(template.lit.span(), root, path)),
                 })
                 .collect(),
-        };
-        Some(quote!((#(#parts,)*)))
+        }
     }
 
     fn cache_expr(&self) -> TokenStream {

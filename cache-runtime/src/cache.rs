@@ -121,14 +121,7 @@ pub trait CacheExt: Cache {
     where
         T: DeserializeOwned + Send,
     {
-        async move {
-            let decoded = match self.get_bytes(key).await {
-                Ok(Some(bytes)) => codec::decode(self.codec(), &bytes).map(Some),
-                Ok(None) => Ok(None),
-                Err(err) => Err(err),
-            };
-            self.apply_corrupt_policy(decoded)
-        }
+        async move { self.decode_found(self.get_bytes(key).await) }
     }
 
     /// Encodes `value` and stores it under `key`.
@@ -150,12 +143,7 @@ pub trait CacheExt: Cache {
     {
         async move {
             let raw = self.get_many_bytes(keys).await?;
-            raw.into_iter()
-                .map(|entry| {
-                    let decoded = entry.map(|b| codec::decode(self.codec(), &b)).transpose();
-                    self.apply_corrupt_policy(decoded)
-                })
-                .collect()
+            raw.into_iter().map(|entry| self.decode_found(Ok(entry))).collect()
         }
     }
 
@@ -172,6 +160,14 @@ pub trait CacheExt: Cache {
             let borrowed: Vec<(&str, &[u8])> = encoded.iter().map(|(k, v)| (*k, v.as_slice())).collect();
             self.set_many_bytes(&borrowed, ttl).await
         }
+    }
+
+    /// Decodes what a read found, then applies the corrupt-entry policy: the
+    /// one decode step of every typed read.
+    #[doc(hidden)]
+    fn decode_found<T: DeserializeOwned>(&self, found: Result<Option<Vec<u8>>>) -> Result<Option<T>> {
+        let decoded = found.and_then(|bytes| bytes.map(|b| codec::decode(self.codec(), &b)).transpose());
+        self.apply_corrupt_policy(decoded)
     }
 
     #[doc(hidden)]

@@ -278,13 +278,11 @@ pub struct Lease {
 impl Lease {
     /// Frees the lease if it is still ours (compare-and-delete), so waiters in
     /// other processes stop waiting at once.
-    pub async fn release(self) {
+    pub async fn release(mut self) {
         self.renewal.abort();
-        let (mut conn, lock_key, token) = (self.conn.clone(), self.lock_key.clone(), self.token.clone());
-        let release = async move {
-            let released: redis::RedisResult<i64> = RELEASE.key(lock_key).arg(token).invoke_async(&mut conn).await;
-            released
-        };
+        let (lock_key, token) = (std::mem::take(&mut self.lock_key), std::mem::take(&mut self.token));
+        let mut conn = self.conn.clone();
+        let release = async move { RELEASE.key(lock_key).arg(token).invoke_async::<i64>(&mut conn).await };
         let released = on(&self.runtime, release)
             .await
             .unwrap_or_else(|| Err(closed_runtime()));

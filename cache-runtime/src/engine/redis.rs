@@ -1,7 +1,7 @@
 //! [`RedisCache`]: the cache API on one Redis server.
 
 use crate::cache::{Cache, CacheExt, CorruptEntryPolicy};
-use crate::codec::{self, Codec, MsgPack};
+use crate::codec::{Codec, MsgPack};
 use crate::connection::{self, RedisConfig, RedisConnection};
 use crate::error::{CacheError, Result};
 use crate::keys::{effective_ttl, ttl_millis, Prefix};
@@ -262,12 +262,7 @@ impl RedisCache {
     ///
     /// [`CacheExt::get`]: crate::CacheExt::get
     pub async fn get<T: DeserializeOwned + Send>(&self, key: &str) -> Result<Option<T>> {
-        let decoded = match self.read(key).await {
-            Ok(Some(bytes)) => codec::decode(self.codec.as_ref(), &bytes).map(Some),
-            Ok(None) => Ok(None),
-            Err(err) => Err(err),
-        };
-        CacheExt::apply_corrupt_policy(self, decoded)
+        CacheExt::decode_found(self, self.read(key).await)
     }
 
     /// Which connection the next command runs on. One connection (the

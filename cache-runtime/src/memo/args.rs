@@ -163,10 +163,10 @@ impl KeyPart for String {
     type Owned = String;
     #[inline]
     fn eq_owned(&self, owned: &String) -> bool {
-        self == owned
+        self.as_str().eq_owned(owned)
     }
     fn to_owned_part(&self) -> String {
-        self.clone()
+        self.as_str().to_owned_part()
     }
     stored_is_owned!();
 }
@@ -421,14 +421,6 @@ mod tests {
     use super::*;
     use crate::memo::{Adapter, MemoSpec};
 
-    fn adapter() -> Adapter<u64, u64> {
-        Adapter {
-            to_stored: |r| Some(*r),
-            from_stored: |s| s,
-            is_error: |_| false,
-        }
-    }
-
     #[test]
     fn owned_copies_compare_equal_to_their_source() {
         let name = String::from("ada");
@@ -457,7 +449,7 @@ mod tests {
             static PIN: super::super::ThreadPin = const { super::super::ThreadPin::new() };
         }
         let call = || match ARGS_MEMO.lookup_args::<(&u64,), u64>(&PIN, &(&k,), None, |b| b.arg(&k)) {
-            Lookup::Miss(miss) => ARGS_MEMO.fill_blocking(miss, adapter(), || k * k),
+            Lookup::Miss(miss) => ARGS_MEMO.fill_blocking(miss, Adapter::plain(), || k * k),
             Lookup::Hit(v) => v,
         };
         assert_eq!(call(), k * k);

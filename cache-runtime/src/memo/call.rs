@@ -951,19 +951,11 @@ mod tests {
         ..MemoSpec::DEFAULT
     });
 
-    fn adapter() -> Adapter<u64, u64> {
-        Adapter {
-            to_stored: |r| Some(*r),
-            from_stored: |s| s,
-            is_error: |_| false,
-        }
-    }
-
     #[test]
     fn second_call_is_served_by_the_typed_tier() {
         for k in 0..3u64 {
             match MEMO.lookup::<u64>(None, |b| b.arg(&k)) {
-                Lookup::Miss(miss) => assert_eq!(MEMO.fill_blocking(miss, adapter(), || k * k), k * k),
+                Lookup::Miss(miss) => assert_eq!(MEMO.fill_blocking(miss, Adapter::plain(), || k * k), k * k),
                 Lookup::Hit(_) => panic!("cold key {k} was a hit"),
             }
         }
