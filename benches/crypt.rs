@@ -1,4 +1,4 @@
-//! Encryption benchmarks (issue 3), one run, one JSON object:
+//! Encryption benchmarks, one run, one JSON object:
 //!
 //! - `CryptRedisCache::get` of a 1 KiB value (Fernet256, RawBytes codec) at 64
 //!   concurrent tasks vs raw redis-rs multiplexed `GET` of the same 1 KiB
