@@ -37,7 +37,9 @@ pub mod __private;
 
 pub use crate::blocking::BlockingCache;
 pub use crate::cache::{Cache, CacheExt, CorruptEntryPolicy};
-pub use crate::codec::{decode, encode, BuiltinCodec, Codec, DecodeSink, Json, MsgPack, Pickle, RawBytes};
+pub use crate::codec::{
+    decode, encode, BuiltinCodec, Codec, DecodeSink, Json, MsgPack, Pickle, RawBytes, MAX_DECODE_DEPTH,
+};
 pub use crate::compression::{
     compress, decompress, Compression, CompressionBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_THRESHOLD,
     DEFAULT_MAX_DECOMPRESSED,
