@@ -1,13 +1,17 @@
-//! Values planted in Redis by anyone with write access, read through every
-//! engine on a tokio worker thread (2 MiB stack): a deeply nested value is a
-//! codec error, never a stack overflow that aborts the process.
+//! Hostile input. Values planted in Redis by anyone with write access, read
+//! through every engine on a tokio worker thread (2 MiB stack): a deeply
+//! nested value is a codec error, never a stack overflow that aborts the
+//! process. Mistyped URLs that put a password where a host, path or option
+//! should be: the error names the field and the rule, and the password shows
+//! in no error, `Debug` output or log line.
 
 mod support;
 
 use memorix::crypto::Fernet256;
 use memorix::prelude::*;
 use memorix::{
-    CacheError, Codec, CryptRedisCache, GenericRedisCache, Json, MsgPack, Pickle, RedisCache, MAX_DECODE_DEPTH,
+    CacheError, Codec, CryptRedisCache, GenericRedisCache, Json, MsgPack, Pickle, RedisCache, RedisConfig,
+    MAX_DECODE_DEPTH,
 };
 use std::sync::Arc;
 use support::{unique_prefix, RedisServer};
@@ -238,4 +242,136 @@ async fn two_tier_cache_refuses(
 async fn deeply_nested_values_are_codec_errors_in_the_two_tier_cache() {
     let server = RedisServer::start();
     for_each_codec!(&server, two_tier_cache_refuses);
+}
+
+// ---------------------------------------------------------------- malformed URLs
+
+/// The password every malformed URL below carries somewhere it does not belong.
+const PASSWORD: &str = "Pw0rd9xQz";
+
+fn malformed_urls() -> Vec<String> {
+    let p = PASSWORD;
+    vec![
+        // A `/` in the password cuts the authority short: host `u`, port `1234`.
+        format!("redis://u:1234/{p}@cache.internal:6379/0"),
+        format!("redis://u:{p}/x@cache.internal:6379/0"),
+        format!("redis://:{p}@cache.internal:6379/{p}"),
+        format!("redis://:{p}@cache.internal:6379/0?db={p}"),
+        format!("redis://:{p}@cache.internal:6379/0?max_connections={p}"),
+        format!("rediss://:{p}@cache.internal:6379/0?insecure={p}"),
+        format!("redis://:{p}@cache.internal:6379/0?insecure=true"),
+        format!("redis://cache.internal:6379/0?connect_timeout={p}"),
+        format!("redis://cache.internal:6379/0?response_timeout={p}"),
+        format!("redis://cache.internal:6379/0?keepalive={p}"),
+        format!("redis://cache.internal:6379/0?{p}=1"),
+        format!("{p}://cache.internal:6379/0"),
+        format!("redis://:{p}@cache.internal:99999/0"),
+        format!("redis+cluster://u:1234/{p}@10.0.0.1:7000,10.0.0.2:7001"),
+        format!("redis+cluster://:{p}@10.0.0.1:{p},10.0.0.2:7001"),
+        format!("redis+cluster://:{p}@10.0.0.1:7000/3"),
+        format!("redis+sentinel://:{p}@s1:26379,s2:26379/"),
+        format!("redis+sentinel://:{p}@s1:26379/master/{p}"),
+        format!("redis+sentinel://s1:26379/master/0?sentinel_password=x&{p}=1"),
+    ]
+}
+
+#[test]
+fn malformed_urls_never_echo_the_password() {
+    for url in malformed_urls() {
+        let err = RedisConfig::from_url(&url).expect_err(&url);
+        assert!(err.is_config(), "{url}: {err:?}");
+        let shown = format!("{err} / {err:?}");
+        assert!(!shown.contains(PASSWORD), "{url} leaked: {shown}");
+    }
+    // The error still says what to fix.
+    let err = RedisConfig::from_url(&format!("redis://u:1234/{PASSWORD}@cache.internal:6379/0")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration for `db`: the URL path must be a database number (0-65535); \
+         the path holds an `@`: percent-encode `/` in the password as %2F"
+    );
+    let err = RedisConfig::from_url(&format!("redis://h/0?max_connections={PASSWORD}")).unwrap_err();
+    assert!(err.to_string().contains("`max_connections`"), "{err}");
+    let err = memorix::TlsVersion::parse(PASSWORD).unwrap_err();
+    assert!(!err.to_string().contains(PASSWORD), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_urls_leave_no_password_in_logs() {
+    let (log, _guard) = capture::start();
+    for url in malformed_urls() {
+        let err = GenericRedisCache::builder()
+            .redis_url(&url)
+            .connect()
+            .await
+            .expect_err(&url);
+        assert!(err.is_config(), "{url}: {err:?}");
+        assert!(!format!("{err} {err:?}").contains(PASSWORD), "{url}: {err:?}");
+    }
+    let lines = log.lines();
+    for line in &lines {
+        assert!(!line.contains(PASSWORD), "log line leaked the password: {line}");
+    }
+}
+
+/// A subscriber that keeps every event and span of this thread as text.
+mod capture {
+    use std::fmt::Debug;
+    use std::sync::{Arc, Mutex};
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Clone, Default)]
+    pub struct Log(Arc<Mutex<Vec<String>>>);
+
+    impl Log {
+        pub fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+        fn push(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    struct Line(String);
+
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+
+    impl Subscriber for Log {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let mut line = Line(attrs.metadata().name().to_owned());
+            attrs.record(&mut line);
+            self.push(line.0);
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, values: &Record<'_>) {
+            let mut line = Line(String::new());
+            values.record(&mut line);
+            self.push(line.0);
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut line = Line(event.metadata().level().to_string());
+            event.record(&mut line);
+            self.push(line.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Captures this thread's events until the guard drops (`#[tokio::test]`
+    /// runs background tasks on the same thread).
+    pub fn start() -> (Log, tracing::subscriber::DefaultGuard) {
+        let log = Log::default();
+        let guard = tracing::subscriber::set_default(log.clone());
+        (log, guard)
+    }
 }

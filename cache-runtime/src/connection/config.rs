@@ -302,10 +302,7 @@ impl RedisConfig {
             }
         }
         if !(0..=i64::from(u16::MAX)).contains(&self.db) {
-            return Err(CacheError::config(
-                "db",
-                format!("must be between 0 and 65535, got {}", self.db),
-            ));
+            return Err(CacheError::config("db", "must be between 0 and 65535"));
         }
         if self.connect_timeout.is_zero() {
             return Err(CacheError::config("connect_timeout", "must be greater than zero"));
@@ -340,7 +337,7 @@ impl RedisConfig {
                     return Err(CacheError::config(field, "a node has an empty host"));
                 }
                 if *port == 0 {
-                    return Err(CacheError::config(field, format!("node `{host}` has port 0")));
+                    return Err(CacheError::config(field, "a node has port 0"));
                 }
             }
             Ok(())
@@ -356,10 +353,7 @@ impl RedisConfig {
             Topology::Cluster => {
                 check_nodes("cluster_nodes", &self.cluster_nodes)?;
                 if self.db != 0 {
-                    return Err(CacheError::config(
-                        "db",
-                        format!("Redis Cluster has only database 0, got {}", self.db),
-                    ));
+                    return Err(CacheError::config("db", "must be 0: Redis Cluster has only database 0"));
                 }
                 if self.unix_socket.is_some() {
                     return Err(CacheError::config(

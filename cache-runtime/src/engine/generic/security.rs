@@ -38,10 +38,7 @@ impl TlsVersion {
         match t {
             "1.2" => Ok(TlsVersion::V1_2),
             "1.3" => Ok(TlsVersion::V1_3),
-            _ => Err(CacheError::config(
-                "min_tls_version",
-                format!("`{text}` is not supported; use 1.2 or 1.3"),
-            )),
+            _ => Err(CacheError::config("min_tls_version", "must be 1.2 or 1.3")),
         }
     }
 }
