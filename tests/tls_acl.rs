@@ -206,3 +206,101 @@ async fn certificates_are_verified_by_default() {
         "a server certificate from an untrusted CA is refused: {err}"
     );
 }
+
+/// The `ACL SETUSER` line the report suggests, with the placeholder password
+/// replaced, applied as the server's admin.
+async fn apply_suggested_acl(server: &RedisServer, recommendations: &[String]) -> String {
+    let line = recommendations
+        .iter()
+        .find_map(|r| r.split('`').find(|part| part.starts_with("ACL SETUSER")))
+        .unwrap_or_else(|| panic!("no ACL SETUSER line in {recommendations:?}"))
+        .to_owned();
+    assert!(
+        !line.contains(CACHE_PASSWORD),
+        "the suggestion carries a placeholder, not a password"
+    );
+    let admin = redis::Client::open(format!("redis://:{ADMIN_PASSWORD}@127.0.0.1:{}/0", server.port())).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = redis::Cmd::new();
+    for word in line.split_whitespace() {
+        match word {
+            ">PASSWORD" => cmd.arg(format!(">{CACHE_PASSWORD}")),
+            other => cmd.arg(other),
+        };
+    }
+    let _: () = cmd
+        .query_async(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    line
+}
+
+#[tokio::test]
+async fn the_suggested_acl_user_can_do_all_the_two_tier_cache_does_on_redis_7() {
+    let server = RedisServer::start_with(&["--requirepass", ADMIN_PASSWORD]);
+    let as_user = |user: Option<&str>| {
+        let builder = RedisConfig::builder().host("127.0.0.1").port(server.port());
+        match user {
+            Some(user) => builder.username(user).password(CACHE_PASSWORD),
+            None => builder.password(ADMIN_PASSWORD),
+        }
+        .build()
+        .unwrap()
+    };
+    // The suggestion of a cache configured with prefix `shop:`, before any ACL user exists.
+    let admin_cache = GenericRedisCache::builder()
+        .redis(as_user(None))
+        .prefix("shop:")
+        .connect()
+        .await
+        .unwrap();
+    let line = apply_suggested_acl(&server, &admin_cache.security_recommendations()).await;
+    assert!(
+        line.contains("&memorix:l1:shop:"),
+        "channel access for invalidations: {line}"
+    );
+
+    let connect = || {
+        GenericRedisCache::builder()
+            .redis(as_user(Some("cache")))
+            .prefix("shop:")
+            .fail_on_connection_error(true)
+            .connect()
+    };
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !(a.is_coherent() && b.is_coherent()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{line}: subscriptions did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.set("price", &1u32, Some(Duration::from_secs(60))).await.unwrap();
+    assert_eq!(b.get::<u32>("price").await.unwrap(), Some(1));
+    assert!(b.has("price").await.unwrap());
+    // An update reaches B's L1 as an invalidation.
+    a.set("price", &2u32, None).await.unwrap();
+    while b.get::<u32>("price").await.unwrap() != Some(2) {
+        assert!(std::time::Instant::now() < deadline, "{line}: no invalidation received");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(b.stats().invalidations_received >= 1);
+    assert!(a.remove("price").await.unwrap());
+    a.set("other", &3u32, None).await.unwrap();
+    a.purge().await.unwrap();
+    assert_eq!(b.get::<u32>("other").await.unwrap(), None);
+    assert!(a.stats().errors.is_empty(), "{line}: {:?}", a.stats().errors);
+    assert!(a.is_redis_available());
+
+    let validation = a.validate_security().await;
+    assert!(validation.connected, "{validation:?}");
+    assert_eq!(validation.authenticated_as.as_deref(), Some("cache"));
+    assert_eq!(validation.anonymous_access_refused, Some(true));
+    assert!(validation.server_version.is_some());
+    // Without TLS that is a vulnerability, not only a recommendation.
+    assert!(
+        validation.vulnerabilities.iter().any(|v| v.contains("no TLS")),
+        "{validation:?}"
+    );
+}

@@ -174,6 +174,52 @@ pub struct SecurityValidation {
     pub recommendations: Vec<String>,
 }
 
+/// What the cache touches on the server, for the suggested ACL user: its keys
+/// (a `SCAN`-style glob of the prefix) and its invalidation channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub(crate) key_pattern: String,
+    pub(crate) channel: String,
+}
+
+impl Scope {
+    /// `ACL SETUSER` for a user that can do all the two-tier cache does and no
+    /// more: its keys (`~`), its invalidation channel (`&`: Redis 7 grants no
+    /// channel by default), reads, writes, `SCAN`/`UNLINK`, pub/sub, `PING`,
+    /// and `INFO` / `ACL WHOAMI` for [`validate`]. The password is a placeholder.
+    pub(crate) fn acl_setuser(&self, user: Option<&str>) -> String {
+        let user = user.filter(|u| *u != "default").unwrap_or("cache");
+        let channel = glob_literal(&self.channel);
+        format!(
+            "ACL SETUSER {user} on >PASSWORD resetkeys ~{} resetchannels &{channel} -@all +@read +@write +@keyspace \
+             +@pubsub +@connection -@dangerous +info +acl|whoami",
+            self.key_pattern
+        )
+    }
+}
+
+impl super::Inner {
+    /// The keys and channel this cache uses, for the suggested ACL user.
+    pub(super) fn security_scope(&self) -> Scope {
+        Scope {
+            key_pattern: self.prefix.scan_pattern(),
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+/// `text` as a Redis glob that matches only itself.
+fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 struct Facts {
     auth: bool,
     acl_user: bool,
@@ -216,7 +262,7 @@ fn config_facts(config: &RedisConfig) -> Facts {
     }
 }
 
-fn advice(f: &Facts, min_tls: TlsVersion) -> (Vec<String>, Vec<String>) {
+fn advice(f: &Facts, min_tls: TlsVersion, acl: &str) -> (Vec<String>, Vec<String>) {
     let mut vulns = Vec::new();
     let mut recs = Vec::new();
     if !f.auth {
@@ -224,9 +270,12 @@ fn advice(f: &Facts, min_tls: TlsVersion) -> (Vec<String>, Vec<String>) {
         recs.push("set a password (SecurityConfig::password) and `requirepass` or an ACL user on the server".into());
     }
     if !f.acl_user {
-        recs.push("use a dedicated ACL user limited to the cache's key pattern (`ACL SETUSER cache on >pw ~app:* +@read +@write +@pubsub`)".into());
+        recs.push(format!(
+            "use a dedicated ACL user limited to the cache's keys and channel (`{acl}`)"
+        ));
     }
     if !f.tls {
+        vulns.push("no TLS: values and the password cross the network in clear".to_owned());
         recs.push("enable TLS (rediss://) so values and credentials are encrypted in transit".into());
     } else if !f.verified {
         vulns.push("TLS certificate verification is off: a man in the middle can read the traffic".to_owned());
@@ -264,10 +313,11 @@ pub(crate) fn recommendations(
     config: &RedisConfig,
     min_tls: TlsVersion,
     last: Option<&SecurityValidation>,
+    scope: &Scope,
 ) -> Vec<String> {
     match last {
         Some(v) => v.recommendations.clone(),
-        None => advice(&config_facts(config), min_tls).1,
+        None => advice(&config_facts(config), min_tls, &scope.acl_setuser(config.username())).1,
     }
 }
 
@@ -281,7 +331,7 @@ async fn connect(config: &RedisConfig) -> Result<redis::aio::MultiplexedConnecti
 
 /// Connects with `config` and checks auth, TLS, the ACL user, anonymous access
 /// and the server version.
-pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> SecurityValidation {
+pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion, scope: &Scope) -> SecurityValidation {
     let mut facts = config_facts(config);
     let mut authenticated_as = None;
     let mut server_version = None;
@@ -326,7 +376,7 @@ pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> Secur
         };
         facts.anonymous_refused = Some(refused);
     }
-    let (mut vulns, recs) = advice(&facts, min_tls);
+    let (mut vulns, recs) = advice(&facts, min_tls, &scope.acl_setuser(config.username()));
     vulns.extend(extra_vulns);
     let score = if connected { score(&facts) } else { 0 };
     let critical = !facts.auth || (facts.tls && !facts.verified) || facts.anonymous_refused == Some(false);
@@ -344,7 +394,7 @@ pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> Secur
 }
 
 /// A readable report of `status`.
-pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus) -> String {
+pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus, scope: &Scope) -> String {
     let yes = |b: bool| if b { "yes" } else { "NO" };
     let mut out = String::new();
     let _ = writeln!(out, "memorix security report");
@@ -406,7 +456,14 @@ pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus) -> String {
     }
     let recs = match &status.last_validation {
         Some(v) => v.recommendations.clone(),
-        None => advice(&config_facts(config), status.min_tls_version).1,
+        None => {
+            advice(
+                &config_facts(config),
+                status.min_tls_version,
+                &scope.acl_setuser(config.username()),
+            )
+            .1
+        }
     };
     if !recs.is_empty() {
         let _ = writeln!(out, "recommendations:");
@@ -432,7 +489,7 @@ mod tests {
             modern_server: Some(true),
         };
         assert_eq!(score(&facts), 100);
-        let (vulns, _) = advice(&facts, TlsVersion::V1_3);
+        let (vulns, _) = advice(&facts, TlsVersion::V1_3, "");
         assert!(vulns.is_empty());
         let open = Facts {
             auth: false,
@@ -443,7 +500,11 @@ mod tests {
             modern_server: Some(true),
         };
         assert!(score(&open) < SECURE_SCORE);
-        assert_eq!(advice(&open, TlsVersion::V1_2).0.len(), 2);
+        assert_eq!(
+            advice(&open, TlsVersion::V1_2, "").0.len(),
+            3,
+            "no password, no TLS, anonymous access"
+        );
     }
 
     #[test]
