@@ -1,11 +1,17 @@
 //! `GenericRedisCache` security against real servers: TLS (rustls, mutual
 //! TLS, certificate verification) on `redis-server --tls-port` with
 //! certificates made here, and an ACL user limited to a key pattern.
+//!
+//! The TLS version floor is a property of the process (rustls takes it from
+//! the process's crypto provider), so every TLS test of this binary runs
+//! under a TLS 1.3 floor installed before its first connection.
 
 mod support;
 
 use memorix::prelude::*;
-use memorix::{CacheError, GenericRedisCache, RedisConfig, SecurityConfig, TlsConfig, SECURE_SCORE};
+use memorix::{
+    CacheError, GenericRedisCache, RedisCache, RedisConfig, SecurityConfig, TlsConfig, TlsVersion, SECURE_SCORE,
+};
 use std::time::Duration;
 use support::pki::{arg, make_pki, Pki};
 use support::RedisServer;
@@ -17,21 +23,41 @@ const CACHE_PASSWORD: &str = "cache-pw-41be";
 /// client certificates, `requirepass` on the default user, and an ACL user
 /// `cache` limited to `app:*` keys and the `app:` invalidation channel.
 async fn secured_server(pki: &Pki) -> (RedisServer, u16) {
+    secured_server_with(pki, &[]).await
+}
+
+/// [`secured_server`] with more `redis-server` arguments.
+async fn secured_server_with(pki: &Pki, extra: &[&str]) -> (RedisServer, u16) {
+    tls13_process();
     let tls_port = support::redis_server::free_port();
-    let server = RedisServer::start_with(&[
-        "--requirepass",
-        ADMIN_PASSWORD,
-        "--tls-port",
-        &tls_port.to_string(),
-        "--tls-cert-file",
-        &arg(&pki.path("server.pem")),
-        "--tls-key-file",
-        &arg(&pki.path("server.key")),
-        "--tls-ca-cert-file",
-        &arg(&pki.path("ca.pem")),
-        "--tls-auth-clients",
-        "yes",
-    ]);
+    let mut args = vec![
+        "--requirepass".to_owned(),
+        ADMIN_PASSWORD.to_owned(),
+        "--tls-port".to_owned(),
+        tls_port.to_string(),
+        "--tls-cert-file".to_owned(),
+        arg(&pki.path("server.pem")),
+        "--tls-key-file".to_owned(),
+        arg(&pki.path("server.key")),
+        "--tls-ca-cert-file".to_owned(),
+        arg(&pki.path("ca.pem")),
+        "--tls-auth-clients".to_owned(),
+        "yes".to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let server = RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    add_cache_user(&server).await;
+    (server, tls_port)
+}
+
+/// Installs the TLS 1.3 floor once, before any TLS connection of this binary.
+fn tls13_process() {
+    static FLOOR: std::sync::Once = std::sync::Once::new();
+    FLOOR.call_once(|| memorix::install_tls_floor(TlsVersion::V1_3).expect("no TLS connection yet"));
+}
+
+/// The user `cache`, limited to `app:*` keys and the `app:` invalidation channel.
+async fn add_cache_user(server: &RedisServer) {
     let admin = redis::Client::open(format!("redis://:{ADMIN_PASSWORD}@127.0.0.1:{}/0", server.port())).unwrap();
     let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("ACL")
@@ -48,7 +74,6 @@ async fn secured_server(pki: &Pki) -> (RedisServer, u16) {
         .query_async(&mut admin)
         .await
         .unwrap();
-    (server, tls_port)
 }
 
 fn tls_config(pki: &Pki, ca: &str) -> TlsConfig {
@@ -303,4 +328,69 @@ async fn the_suggested_acl_user_can_do_all_the_two_tier_cache_does_on_redis_7() 
         validation.vulnerabilities.iter().any(|v| v.contains("no TLS")),
         "{validation:?}"
     );
+}
+
+#[tokio::test]
+async fn a_tls_1_2_server_is_refused_under_a_1_3_floor_and_the_report_shows_the_negotiated_version() {
+    let pki = make_pki();
+    let (_old, old_port) = secured_server_with(&pki, &["--tls-protocols", "TLSv1.2"]).await;
+    let (_new, new_port) = secured_server(&pki).await;
+    let security = || {
+        SecurityConfig::new()
+            .username("cache")
+            .password(CACHE_PASSWORD)
+            .tls(tls_config(&pki, "ca.pem"))
+            .min_tls_version(TlsVersion::V1_3)
+    };
+    let two_tier = |port: u16| {
+        GenericRedisCache::builder()
+            .redis(tls_redis(port))
+            .security(security())
+            .prefix("app:")
+            .fail_on_connection_error(true)
+            .connect()
+    };
+    let err = two_tier(old_port).await.unwrap_err();
+    assert!(err.is_connection(), "a TLS 1.2-only server is refused: {err:?}");
+    // The standalone engine takes the floor from the config itself.
+    let standalone = RedisConfig::builder()
+        .host("127.0.0.1")
+        .port(old_port)
+        .username("cache")
+        .password(CACHE_PASSWORD)
+        .tls(tls_config(&pki, "ca.pem").min_version(TlsVersion::V1_3))
+        .build()
+        .unwrap();
+    let err = RedisCache::connect(standalone.clone()).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    // A plain TLS handshake with the same settings fails too: the floor is rustls's.
+    let raw = redis::Client::build_with_tls(
+        format!("rediss://127.0.0.1:{old_port}/0"),
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(pki.path("client.pem")).unwrap(),
+                client_key: std::fs::read(pki.path("client.key")).unwrap(),
+            }),
+            root_cert: Some(std::fs::read(pki.path("ca.pem")).unwrap()),
+        },
+    )
+    .unwrap();
+    assert!(raw.get_multiplexed_async_connection().await.is_err());
+
+    // The same settings reach a server that speaks TLS 1.3; the check reports it.
+    let cache = two_tier(new_port).await.expect("TLS 1.3 server");
+    cache.set("v", &1u8, None).await.unwrap();
+    let validation = cache.validate_security().await;
+    assert_eq!(validation.tls_version.as_deref(), Some("TLSv1.3"), "{validation:?}");
+    let report = cache.security_report();
+    assert!(report.contains("negotiated TLS version: TLSv1.3"), "{report}");
+    assert!(report.contains("minimum TLS version:      1.3"), "{report}");
+    let mut standalone = standalone.into_builder().port(new_port).build().unwrap();
+    assert!(RedisCache::connect(standalone.clone()).await.is_ok());
+
+    // Unverified TLS is not offered.
+    let err = RedisConfig::from_url(&format!("rediss://127.0.0.1:{new_port}/0?insecure=true")).unwrap_err();
+    assert!(matches!(&err, CacheError::Config { field: "insecure", .. }), "{err:?}");
+    standalone = RedisConfig::from_url(&format!("rediss://127.0.0.1:{new_port}/0?min_tls_version=1.3")).unwrap();
+    assert_eq!(standalone.tls().unwrap().min_version, TlsVersion::V1_3);
 }

@@ -45,8 +45,8 @@ pub use crate::compression::{
     DEFAULT_MAX_DECOMPRESSED,
 };
 pub use crate::connection::{
-    client_for, pubsub_client, ClusterConnection, ReconnectingConnection, RedisConfig, RedisConfigBuilder,
-    RedisConnection, Secret, SentinelConnection, TlsConfig, Topology,
+    client_for, install_tls_floor, pubsub_client, ClusterConnection, ReconnectingConnection, RedisConfig,
+    RedisConfigBuilder, RedisConnection, Secret, SentinelConnection, TlsConfig, Topology,
 };
 pub use crate::crypto::{Fernet, Fernet256, Keyring};
 pub use crate::distributed::{DistributedLoader, Lease, Turn};

@@ -5,6 +5,7 @@
 //! (`redis://u:pa/ss@host` reads as host `u`, port `pa`, path `/ss@host`).
 
 use super::config::{RedisConfig, TlsConfig};
+use super::tls::TlsVersion;
 use crate::duration::parse_duration;
 use crate::error::{CacheError, Result};
 use std::path::PathBuf;
@@ -215,19 +216,28 @@ fn apply_option(config: &mut RedisConfig, position: usize, name: &str, value: &s
                 .map_err(|_| CacheError::config("max_connections", "must be a number between 1 and 1024"))?
         }
         "retry_on_timeout" => config.retry_on_timeout = flag("retry_on_timeout")?,
+        // Unverified TLS is not offered: redis-rs cannot skip only the host
+        // name check, and skipping every check gives a man in the middle the
+        // password. `false` is what happens anyway.
         "insecure" => {
-            let insecure = flag("insecure")?;
-            match config.tls.as_mut() {
-                Some(tls) => tls.insecure = insecure,
-                None => return Err(CacheError::config("insecure", "only applies to rediss:// URLs")),
+            if flag("insecure")? {
+                return Err(CacheError::config(
+                    "insecure",
+                    "is not supported: certificates are always verified; to trust a self-signed server, \
+                     give its CA (TlsConfig::ca_cert)",
+                ));
             }
         }
+        "min_tls_version" => match config.tls.as_mut() {
+            Some(tls) => tls.min_version = TlsVersion::parse(value)?,
+            None => return Err(CacheError::config("min_tls_version", "only applies to rediss:// URLs")),
+        },
         "sentinel_password" => config.sentinel_password = Some(value.into()),
         "protocol" | "lib_name" => {}
         _ => {
             return Err(CacheError::config(
                 "url",
-                format!("option {position} of the query is unknown; expected one of: db, connect_timeout, response_timeout, keepalive, health_check_interval, max_connections, retry_on_timeout, insecure, sentinel_password"),
+                format!("option {position} of the query is unknown; expected one of: db, connect_timeout, response_timeout, keepalive, health_check_interval, max_connections, retry_on_timeout, min_tls_version, sentinel_password"),
             ))
         }
     }
