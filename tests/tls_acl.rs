@@ -394,3 +394,86 @@ async fn a_tls_1_2_server_is_refused_under_a_1_3_floor_and_the_report_shows_the_
     standalone = RedisConfig::from_url(&format!("rediss://127.0.0.1:{new_port}/0?min_tls_version=1.3")).unwrap();
     assert_eq!(standalone.tls().unwrap().min_version, TlsVersion::V1_3);
 }
+
+/// A `redis-server --sentinel` that speaks TLS only (no plain port) and has a
+/// password, watching `primary_tls_port` over TLS. Killed on drop.
+struct TlsSentinel {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SENTINEL_PASSWORD: &str = "sentinel-pw-77d1";
+
+impl TlsSentinel {
+    fn spawn(pki: &Pki, primary_tls_port: u16) -> Self {
+        let port = support::redis_server::free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| arg(&pki.path(name));
+        let conf = format!(
+            "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+             tls-client-cert-file {}\ntls-client-key-file {}\ntls-auth-clients optional\ntls-replication yes\n\
+             requirepass {SENTINEL_PASSWORD}\ndir {}\nsentinel monitor mymaster 127.0.0.1 {primary_tls_port} 1\n",
+            file("server.pem"),
+            file("server.key"),
+            file("ca.pem"),
+            file("client.pem"),
+            file("client.key"),
+            arg(dir.path()),
+        );
+        let path = dir.path().join("sentinel.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = std::process::Command::new(RedisServer::binary())
+            .arg(&path)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server --sentinel");
+        TlsSentinel { port, child, _dir: dir }
+    }
+}
+
+#[tokio::test]
+async fn rediss_sentinel_urls_reach_the_sentinels_over_tls() {
+    let pki = make_pki();
+    tls13_process();
+    let primary_tls_port = support::redis_server::free_port();
+    let args = pki.server_args(primary_tls_port);
+    let _primary = RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let sentinel = TlsSentinel::spawn(&pki, primary_tls_port);
+    let url = format!(
+        "rediss+sentinel://127.0.0.1:{}/mymaster/0?sentinel_password={SENTINEL_PASSWORD}&connect_timeout=500ms",
+        sentinel.port
+    );
+    let config = RedisConfig::from_url(&url)
+        .unwrap()
+        .into_builder()
+        .tls(tls_config(&pki, "ca.pem"))
+        .build()
+        .unwrap();
+    assert!(!format!("{config:?} {config}").contains(SENTINEL_PASSWORD));
+    // The sentinel has no plain port: connecting at all proves TLS to it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let cache = loop {
+        match RedisCache::connect(config.clone()).await {
+            Ok(cache) => break cache,
+            Err(err) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no TLS sentinel connection: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    cache.set("through-sentinel", &7u8, None).await.unwrap();
+    assert_eq!(cache.get::<u8>("through-sentinel").await.unwrap(), Some(7));
+}
