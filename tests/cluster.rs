@@ -353,8 +353,8 @@ fn cluster_and_sentinel_urls_parse_and_errors_name_the_field() {
     );
     assert_eq!(reparsed.password(), config.password());
 
-    let tls = RedisConfig::from_url("rediss+cluster://h:7000?insecure=true").unwrap();
-    assert!(tls.tls().unwrap().insecure);
+    let tls = RedisConfig::from_url("rediss+cluster://h:7000?min_tls_version=1.3").unwrap();
+    assert_eq!(tls.tls().unwrap().min_version, memorix::TlsVersion::V1_3);
 
     let sentinel = RedisConfig::from_url("redis+sentinel://:pw@s1,s2:26380/mymaster/3").unwrap();
     assert_eq!(sentinel.topology(), Topology::Sentinel);

@@ -137,8 +137,8 @@ fn config_parses_every_url_form() {
     assert_eq!(c.keepalive(), Some(Duration::from_secs(30)));
     assert_eq!(c.health_check_interval(), Some(Duration::from_secs(5)));
 
-    let tls = RedisConfig::from_url("rediss://cache.example:6390?insecure=true").unwrap();
-    assert!(tls.tls().unwrap().insecure);
+    let tls = RedisConfig::from_url("rediss://cache.example:6390?min_tls_version=1.3").unwrap();
+    assert_eq!(tls.tls().unwrap().min_version, memorix::TlsVersion::V1_3);
     assert_eq!(tls.to_string(), "rediss://cache.example:6390/0");
 
     let unix = RedisConfig::from_url("redis+unix:///var/run/redis.sock?db=2").unwrap();

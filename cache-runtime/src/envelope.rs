@@ -9,6 +9,10 @@
 //! byte 4.. body: codec bytes, compressed if flagged, then encrypted if flagged
 //! ```
 //!
+//! With encryption on, the header is also encrypted with the body and
+//! compared on read, so the cipher's MAC covers every header byte: flags or
+//! the codec cannot be changed without the read failing.
+//!
 //! Any reader knows from the header how to decode a value, whatever the
 //! writer's settings were: a reader with compression off still reads a
 //! compressed value, and a value written without encryption is refused by a
@@ -206,19 +210,23 @@ impl Transform for Envelope {
                 }
             }
         }
-        if let Some(cipher) = &self.cipher {
+        if self.cipher.is_some() {
             flags |= FLAG_ENCRYPTED;
-            body = Some(cipher.seal(body.as_deref().unwrap_or(plain))?);
+        }
+        let header = [ENVELOPE_MAGIC, ENVELOPE_VERSION, flags, self.codec];
+        if let Some(cipher) = &self.cipher {
+            body = Some(cipher.seal(&authenticated(&header, body.as_deref().unwrap_or(plain)))?);
         }
         let body = body.as_deref().unwrap_or(plain);
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&[ENVELOPE_MAGIC, ENVELOPE_VERSION, flags, self.codec]);
+        let mut out = Vec::with_capacity(header.len() + body.len());
+        out.extend_from_slice(&header);
         out.extend_from_slice(body);
         Ok(out)
     }
 
     fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
         let (header, body) = Header::parse(stored)?;
+        let header_bytes = &stored[..stored.len() - body.len()];
         if header.codec != self.codec && header.codec != 0 && self.codec != 0 {
             return Err(CacheError::codec(
                 self.codec_name,
@@ -229,7 +237,7 @@ impl Transform for Envelope {
         let body = match (header.encrypted(), &self.cipher) {
             (true, Some(cipher)) => {
                 decrypted = cipher.open(body)?;
-                decrypted.as_slice()
+                strip_authenticated(header_bytes, &decrypted)?
             }
             (true, None) => return Err(CacheError::Crypto("value is encrypted but no key is configured".into())),
             (false, Some(_)) => {
@@ -247,10 +255,42 @@ impl Transform for Envelope {
     }
 }
 
+/// What the cipher seals: the header bytes, then the body. The header is
+/// authenticated whatever fields it holds.
+fn authenticated(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + body.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body behind the authenticated copy of the header, which must equal
+/// the header in front of the token.
+fn strip_authenticated<'a>(header: &[u8], opened: &'a [u8]) -> Result<&'a [u8]> {
+    opened.strip_prefix(header).ok_or_else(|| {
+        CacheError::Crypto("the header differs from its authenticated copy: flags or codec were altered".into())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::{Json, MsgPack};
+
+    /// A user codec (id 0): reads values of any codec id.
+    #[derive(Debug)]
+    struct Wrapped;
+    impl Codec for Wrapped {
+        fn name(&self) -> &'static str {
+            "wrapped"
+        }
+        fn encode_erased(&self, _: &dyn erased_serde::Serialize) -> Result<Vec<u8>, crate::BoxError> {
+            Ok(Vec::new())
+        }
+        fn decode_erased(&self, _: &[u8], _: &mut crate::codec::DecodeSink<'_>) -> Result<(), crate::BoxError> {
+            Ok(())
+        }
+    }
 
     #[derive(Debug)]
     struct Xor;
@@ -279,6 +319,22 @@ mod tests {
         let small = writer.seal(b"abc").unwrap();
         assert!(!Header::parse(&small).unwrap().0.compressed());
         assert_eq!(writer.open(&small).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn an_encrypted_header_cannot_be_altered() {
+        let envelope = Envelope::new(&MsgPack).cipher(Arc::new(Xor));
+        let stored = envelope.seal(b"value").unwrap();
+        assert_eq!(envelope.open(&stored).unwrap(), b"value");
+        // A compressed flag, or a codec byte a user-codec reader accepts.
+        for (at, value) in [(2, FLAG_ENCRYPTED | FLAG_COMPRESSED), (3, 0)] {
+            let mut altered = stored.clone();
+            altered[at] = value;
+            let err = envelope.open(&altered).unwrap_err();
+            assert!(matches!(err, CacheError::Crypto(_)), "byte {at}: {err}");
+            let any_codec = Envelope::new(&Wrapped).cipher(Arc::new(Xor));
+            assert!(any_codec.open(&altered).unwrap_err().is_corrupt_entry());
+        }
     }
 
     #[test]

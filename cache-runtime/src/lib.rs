@@ -37,14 +37,16 @@ pub mod __private;
 
 pub use crate::blocking::BlockingCache;
 pub use crate::cache::{Cache, CacheExt, CorruptEntryPolicy};
-pub use crate::codec::{decode, encode, BuiltinCodec, Codec, DecodeSink, Json, MsgPack, Pickle, RawBytes};
+pub use crate::codec::{
+    decode, encode, BuiltinCodec, Codec, DecodeSink, Json, MsgPack, Pickle, RawBytes, MAX_DECODE_DEPTH,
+};
 pub use crate::compression::{
     compress, decompress, Compression, CompressionBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_THRESHOLD,
     DEFAULT_MAX_DECOMPRESSED,
 };
 pub use crate::connection::{
-    client_for, pubsub_client, ClusterConnection, ReconnectingConnection, RedisConfig, RedisConfigBuilder,
-    RedisConnection, Secret, SentinelConnection, TlsConfig, Topology,
+    client_for, install_tls_floor, pubsub_client, ClusterConnection, ReconnectingConnection, RedisConfig,
+    RedisConfigBuilder, RedisConnection, Secret, SentinelConnection, TlsConfig, Topology,
 };
 pub use crate::crypto::{Fernet, Fernet256, Keyring};
 pub use crate::distributed::{DistributedLoader, Lease, Turn};

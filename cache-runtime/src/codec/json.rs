@@ -14,6 +14,8 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, BoxErr
     Ok(serde_json::to_vec(value)?)
 }
 
+// serde_json refuses nesting beyond 128 levels by itself: the `[` that would
+// open the 128th container is the error, so it accepts `MAX_DECODE_DEPTH` (127).
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
     Ok(serde_json::from_slice(bytes)?)
 }

@@ -7,6 +7,11 @@
 //! type-erased path and call serde directly: user codecs cost one dynamic
 //! dispatch per serde call, built-ins cost nothing extra.
 //!
+//! Stored bytes are untrusted (anyone with write access to Redis can plant
+//! them), so every built-in codec refuses values nested deeper than
+//! [`MAX_DECODE_DEPTH`] containers with [`CacheError::Codec`] before recursion could
+//! overflow the stack. A user [`Codec`] must bound its own recursion.
+//!
 //! ```
 //! use memorix_runtime::{Codec, Json, MsgPack, encode, decode};
 //!
@@ -19,6 +24,7 @@
 mod json;
 mod msgpack;
 mod pickle;
+mod pickle_depth;
 mod raw;
 
 pub use json::Json;
@@ -30,6 +36,13 @@ use crate::error::{CacheError, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
+
+/// The deepest nesting of lists, maps, tuples or sets that the built-in codecs
+/// decode: 127 containers inside one another (`[[...]]` with 127 brackets).
+/// One more is a [`CacheError::Codec`]. This is `serde_json`'s fixed limit;
+/// MessagePack and pickle apply the same, so no codec can be driven into a
+/// stack overflow by a hostile stored value, even on a 2 MiB tokio worker stack.
+pub const MAX_DECODE_DEPTH: usize = 127;
 
 /// The built-in codecs, for the fast, non-erased path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,11 +16,19 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, BoxErr
 }
 
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
-    Ok(rmp_serde::from_slice(bytes)?)
+    Ok(T::deserialize(&mut deserializer(bytes))?)
+}
+
+/// A deserializer bounded to [`MAX_DECODE_DEPTH`](super::MAX_DECODE_DEPTH) nested
+/// containers (rmp-serde counts the one it refuses, hence the `+ 1`).
+fn deserializer(bytes: &[u8]) -> rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'_, [u8]>> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(super::MAX_DECODE_DEPTH + 1);
+    de
 }
 
 fn with_deserializer(bytes: &[u8], sink: &mut super::DecodeSink<'_>) -> Result<(), BoxError> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    let mut de = deserializer(bytes);
     sink(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))?;
     Ok(())
 }

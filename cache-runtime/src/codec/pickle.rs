@@ -13,6 +13,9 @@ use serde::Serialize;
 ///
 /// Integers must fit in an `i64` to decode: serde-pickle writes a larger `u64`
 /// as a Python long but cannot read it back (a codec error, not a panic).
+///
+/// Values nested deeper than [`MAX_DECODE_DEPTH`](super::MAX_DECODE_DEPTH) are refused, as
+/// are values that contain themselves.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pickle;
 
@@ -22,7 +25,10 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, BoxErr
     Ok(serde_pickle::to_vec(&value, serde_pickle::SerOptions::new())?)
 }
 
+/// serde-pickle recurses without a limit when it drops, clones or
+/// deserializes a value, so the opcodes are scanned for depth first.
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    super::pickle_depth::check(bytes)?;
     Ok(serde_pickle::from_slice(bytes, de_options())?)
 }
 
@@ -33,6 +39,7 @@ fn de_options() -> serde_pickle::DeOptions {
 }
 
 fn with_deserializer(bytes: &[u8], sink: &mut super::DecodeSink<'_>) -> Result<(), BoxError> {
+    super::pickle_depth::check(bytes)?;
     let mut de = serde_pickle::Deserializer::new(bytes, de_options());
     sink(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))?;
     de.end()?;

@@ -433,9 +433,7 @@ pub(super) async fn open(config: &RedisConfig) -> Result<Vec<RedisConnection>> {
         builder = builder.password(password.expose());
     }
     if let Some(tls) = config.tls() {
-        super::install_crypto_provider();
-        let mode = super::tls_mode(tls);
-        builder = builder.tls(mode);
+        builder = builder.tls(super::tls_mode(tls)?);
         if let Some(certs) = super::tls_certificates(tls)? {
             builder = builder.certs(certs);
         }

@@ -1,13 +1,15 @@
 //! [`RedisConfig`]: where the server is and how to talk to it.
 
 use super::secret::Secret;
+use super::tls::TlsVersion;
 use crate::error::{CacheError, Result};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// TLS settings for `rediss://` connections. Certificate verification is on
-/// unless [`TlsConfig::insecure`] is set.
+/// TLS settings for `rediss://` connections. Certificates and host names are
+/// always verified: to trust a self-signed server, name its CA
+/// ([`TlsConfig::ca_cert`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsConfig {
@@ -17,8 +19,9 @@ pub struct TlsConfig {
     pub client_cert: Option<PathBuf>,
     /// PEM private key of the client certificate.
     pub client_key: Option<PathBuf>,
-    /// Skip hostname verification. Never in production.
-    pub insecure: bool,
+    /// Lowest TLS version accepted (default 1.2). Enforced for the whole
+    /// process, see [`TlsConfig::min_version`].
+    pub min_version: TlsVersion,
 }
 
 impl TlsConfig {
@@ -42,10 +45,16 @@ impl TlsConfig {
         self
     }
 
-    /// Skip hostname verification.
+    /// Lowest TLS version to accept. rustls gets it through the process's
+    /// crypto provider, the one place every connection (standalone, pub/sub,
+    /// cluster nodes, sentinels, reconnections) takes its settings from: the
+    /// first TLS connection sets the process's floor, and a later one asking
+    /// for 1.3 where 1.2 is already allowed fails with a `Config` error instead
+    /// of connecting below its floor. Mixing floors in one process: call
+    /// [`install_tls_floor`](crate::install_tls_floor) at start-up.
     #[must_use]
-    pub fn insecure(mut self, insecure: bool) -> Self {
-        self.insecure = insecure;
+    pub fn min_version(mut self, version: TlsVersion) -> Self {
+        self.min_version = version;
         self
     }
 }
@@ -146,13 +155,15 @@ impl RedisConfig {
     /// Form: `redis://[user][:password]@host[:port][/db][?option=value&...]`.
     /// Options: `db`, `connect_timeout`, `response_timeout`, `keepalive`,
     /// `health_check_interval` (durations like `250ms`, `2s`, `1m`),
-    /// `max_connections`, `retry_on_timeout`, `insecure`.
+    /// `max_connections`, `retry_on_timeout`, `min_tls_version` (`1.2` or `1.3`,
+    /// `rediss` only). `insecure=true` is refused: certificates are always verified.
     ///
     /// - Redis Cluster: `redis+cluster://[user][:password]@host1:port1,host2:port2[?options]`
     ///   (`rediss+cluster://` for TLS). The hosts are seed nodes; the rest of the
     ///   cluster is discovered from them. Port 6379 when omitted; database 0 only.
     /// - Sentinel: `redis+sentinel://[user][:password]@s1:26379,s2:26379/master_name[/db][?options]`
-    ///   (`rediss+sentinel://` for TLS to the data nodes). The hosts are sentinels
+    ///   (`rediss+sentinel://` for TLS to the sentinels and the data nodes, with
+    ///   the same CA and client certificate). The hosts are sentinels
     ///   (port 26379 when omitted); user and password are those of the primary,
     ///   option `sentinel_password` the sentinels' own.
     ///
@@ -302,10 +313,7 @@ impl RedisConfig {
             }
         }
         if !(0..=i64::from(u16::MAX)).contains(&self.db) {
-            return Err(CacheError::config(
-                "db",
-                format!("must be between 0 and 65535, got {}", self.db),
-            ));
+            return Err(CacheError::config("db", "must be between 0 and 65535"));
         }
         if self.connect_timeout.is_zero() {
             return Err(CacheError::config("connect_timeout", "must be greater than zero"));
@@ -340,7 +348,7 @@ impl RedisConfig {
                     return Err(CacheError::config(field, "a node has an empty host"));
                 }
                 if *port == 0 {
-                    return Err(CacheError::config(field, format!("node `{host}` has port 0")));
+                    return Err(CacheError::config(field, "a node has port 0"));
                 }
             }
             Ok(())
@@ -356,10 +364,7 @@ impl RedisConfig {
             Topology::Cluster => {
                 check_nodes("cluster_nodes", &self.cluster_nodes)?;
                 if self.db != 0 {
-                    return Err(CacheError::config(
-                        "db",
-                        format!("Redis Cluster has only database 0, got {}", self.db),
-                    ));
+                    return Err(CacheError::config("db", "must be 0: Redis Cluster has only database 0"));
                 }
                 if self.unix_socket.is_some() {
                     return Err(CacheError::config(

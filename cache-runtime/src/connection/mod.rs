@@ -6,6 +6,7 @@ mod config;
 mod reconnecting;
 mod secret;
 mod sentinel;
+mod tls;
 mod url;
 
 pub use cluster::ClusterConnection;
@@ -13,6 +14,8 @@ pub use config::{RedisConfig, RedisConfigBuilder, TlsConfig, Topology};
 pub use reconnecting::ReconnectingConnection;
 pub use secret::Secret;
 pub use sentinel::SentinelConnection;
+pub use tls::{install_tls_floor, TlsVersion};
+pub(crate) use tls::{negotiated_version, process_floor};
 
 use crate::error::{CacheError, Result};
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
@@ -112,14 +115,6 @@ impl ConnectionLike for RedisConnection {
     }
 }
 
-/// redis-rs's rustls is built without a crypto provider: install ring's as the
-/// process default, unless the application already installed one.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 /// Builds the redis-rs client for `config`, TLS certificates included.
 ///
 /// Only for a standalone config: a cluster or sentinel config is an error
@@ -137,8 +132,8 @@ pub fn client_for(config: &RedisConfig) -> Result<redis::Client> {
         ));
     }
     let info = connection_info(config)?;
-    if config.tls().is_some() {
-        install_crypto_provider();
+    if let Some(tls) = config.tls() {
+        install_tls_floor(tls.min_version)?;
     }
     match config.tls().map(tls_certificates).transpose()?.flatten() {
         Some(certs) => redis::Client::build_with_tls(info, certs).map_err(CacheError::from),
@@ -166,23 +161,21 @@ pub(crate) fn tls_certificates(tls: &TlsConfig) -> Result<Option<redis::TlsCerti
     Ok(Some(redis::TlsCertificates { client_tls, root_cert }))
 }
 
-/// The redis-rs TLS mode for a [`TlsConfig`]: verified unless `insecure`.
-pub(crate) fn tls_mode(tls: &TlsConfig) -> redis::TlsMode {
-    if tls.insecure {
-        redis::TlsMode::Insecure
-    } else {
-        redis::TlsMode::Secure
-    }
+/// Readies rustls for `tls` (the process's version floor, see
+/// [`install_tls_floor`]) and returns the redis-rs TLS mode: always verified.
+pub(crate) fn tls_mode(tls: &TlsConfig) -> Result<redis::TlsMode> {
+    install_tls_floor(tls.min_version)?;
+    Ok(redis::TlsMode::Secure)
 }
 
 fn connection_info(config: &RedisConfig) -> Result<redis::ConnectionInfo> {
     use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
     let addr = match (config.unix_socket(), config.tls()) {
         (Some(path), _) => ConnectionAddr::Unix(path.to_path_buf()),
-        (None, Some(tls)) => ConnectionAddr::TcpTls {
+        (None, Some(_)) => ConnectionAddr::TcpTls {
             host: config.host().to_owned(),
             port: config.port(),
-            insecure: tls.insecure,
+            insecure: false,
             tls_params: None,
         },
         (None, None) => ConnectionAddr::Tcp(config.host().to_owned(), config.port()),

@@ -314,10 +314,7 @@ fn sentinel_client(config: &RedisConfig) -> Result<SentinelClient> {
     let master_name = config
         .sentinel_master()
         .ok_or_else(|| CacheError::config("sentinel_master", "is required with sentinel nodes"))?;
-    let sentinels = config
-        .sentinel_nodes()
-        .iter()
-        .map(|(host, port)| redis::ConnectionAddr::Tcp(host.clone(), *port));
+    let sentinels = sentinel_addrs(config);
     // TCP settings (keepalive) as for a standalone server.
     let tcp = connection_info(config)?.tcp_settings().clone();
     let mut builder = SentinelClientBuilder::new(sentinels, master_name, SentinelServerType::Master)?
@@ -334,14 +331,58 @@ fn sentinel_client(config: &RedisConfig) -> Result<SentinelClient> {
         builder = builder.set_client_to_sentinel_password(password.expose());
     }
     if let Some(tls) = config.tls() {
-        super::install_crypto_provider();
-        let mode = super::tls_mode(tls);
-        builder = builder.set_client_to_redis_tls_mode(mode);
+        let mode = super::tls_mode(tls)?;
+        builder = builder
+            .set_client_to_redis_tls_mode(mode)
+            .set_client_to_sentinel_tls_mode(mode);
         if let Some(certs) = super::tls_certificates(tls)? {
-            builder = builder.set_client_to_redis_certificates(certs);
+            builder = builder
+                .set_client_to_redis_certificates(certs.clone())
+                .set_client_to_sentinel_certificates(certs);
         }
     }
     Ok(builder.build()?)
+}
+
+/// The sentinels' addresses: over TLS when the config asks for TLS
+/// (`rediss+sentinel://`), so the sentinel password never crosses in clear.
+fn sentinel_addrs(config: &RedisConfig) -> Vec<redis::ConnectionAddr> {
+    let tls = config.tls().is_some();
+    config
+        .sentinel_nodes()
+        .iter()
+        .map(|(host, port)| match tls {
+            true => redis::ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            },
+            false => redis::ConnectionAddr::Tcp(host.clone(), *port),
+        })
+        .collect()
+}
+
+/// Connection settings of each sentinel for the watcher: TLS with the
+/// config's certificates when asked for, and the sentinels' own password.
+fn sentinel_infos(config: &RedisConfig) -> Result<Vec<redis::ConnectionInfo>> {
+    let auth = match config.sentinel_password() {
+        Some(password) => redis::RedisConnectionInfo::default().set_password(password.expose()),
+        None => redis::RedisConnectionInfo::default(),
+    };
+    let certs = config.tls().map(super::tls_certificates).transpose()?.flatten();
+    sentinel_addrs(config)
+        .into_iter()
+        .map(|addr| {
+            let info = match &certs {
+                Some(certs) => redis::Client::build_with_tls(addr, certs.clone())?
+                    .get_connection_info()
+                    .clone(),
+                None => redis::IntoConnectionInfo::into_connection_info(addr)?,
+            };
+            Ok(info.set_redis_settings(auth.clone()))
+        })
+        .collect()
 }
 
 fn resolver(config: &RedisConfig) -> Result<Resolver> {
@@ -368,18 +409,7 @@ pub(super) async fn open(config: &RedisConfig) -> Result<Vec<RedisConnection>> {
         .sentinel_master()
         .ok_or_else(|| CacheError::config("sentinel_master", "is required with sentinel nodes"))?
         .to_owned();
-    let sentinel_auth = match config.sentinel_password() {
-        Some(password) => redis::RedisConnectionInfo::default().set_password(password.expose()),
-        None => redis::RedisConnectionInfo::default(),
-    };
-    let sentinel_infos = config
-        .sentinel_nodes()
-        .iter()
-        .map(|(host, port)| {
-            redis::IntoConnectionInfo::into_connection_info(redis::ConnectionAddr::Tcp(host.clone(), *port))
-                .map(|info| info.set_redis_settings(sentinel_auth.clone()))
-        })
-        .collect::<redis::RedisResult<Vec<_>>>()?;
+    let sentinel_infos = sentinel_infos(config)?;
     let mut conns = Vec::with_capacity(config.max_connections());
     for _ in 0..config.max_connections() {
         let resolver = resolver(config)?;

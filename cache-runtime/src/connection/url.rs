@@ -1,6 +1,11 @@
 //! `redis://` URL parsing into a [`RedisConfig`].
+//!
+//! Errors name the field and the rule, never the text found: a mistyped URL
+//! puts a password where a host, a path or an option value should be
+//! (`redis://u:pa/ss@host` reads as host `u`, port `pa`, path `/ss@host`).
 
 use super::config::{RedisConfig, TlsConfig};
+use super::tls::TlsVersion;
 use crate::duration::parse_duration;
 use crate::error::{CacheError, Result};
 use std::path::PathBuf;
@@ -28,12 +33,10 @@ fn parse_single_host(input: &str) -> Result<RedisConfig> {
                 return Err(CacheError::config("url", "a unix socket URL needs a path"));
             }
         }
-        other => {
-            return Err(CacheError::config(
-                "url",
-                format!("unsupported scheme `{other}`; expected redis://, rediss://, redis+unix://, redis+cluster:// or redis+sentinel://"),
-            ))
-        }
+        _ => return Err(CacheError::config(
+            "url",
+            "unsupported scheme; expected redis://, rediss://, redis+unix://, redis+cluster:// or redis+sentinel://",
+        )),
     }
     if config.unix_socket.is_none() {
         let host = url
@@ -46,9 +49,7 @@ fn parse_single_host(input: &str) -> Result<RedisConfig> {
         }
         let db_path = url.path().trim_start_matches('/');
         if !db_path.is_empty() {
-            config.db = db_path.parse().map_err(|_| {
-                CacheError::config("db", format!("`{db_path}` in the URL path is not a database number"))
-            })?;
+            config.db = db_path.parse().map_err(|_| bad_db_path(db_path))?;
         }
     }
     if !url.username().is_empty() {
@@ -57,10 +58,20 @@ fn parse_single_host(input: &str) -> Result<RedisConfig> {
     if let Some(password) = url.password() {
         config.password = Some(decode(password, "password")?.into());
     }
-    for (name, value) in url.query_pairs() {
-        apply_option(&mut config, &name, &value)?;
+    for (position, (name, value)) in url.query_pairs().enumerate() {
+        apply_option(&mut config, position + 1, &name, &value)?;
     }
     Ok(config)
+}
+
+/// The URL path is not a database number. An `@` in it means the password
+/// held a `/` that cut the authority short.
+fn bad_db_path(path: &str) -> CacheError {
+    let hint = match path.contains('@') {
+        true => "; the path holds an `@`: percent-encode `/` in the password as %2F",
+        false => "",
+    };
+    CacheError::config("db", format!("the URL path must be a database number (0-65535){hint}"))
 }
 
 /// `redis+cluster://` and `redis+sentinel://` URLs list several `host:port`
@@ -177,39 +188,56 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn apply_option(config: &mut RedisConfig, name: &str, value: &str) -> Result<()> {
+/// Applies query option number `position` (1-based, named in errors instead
+/// of the option's text).
+fn apply_option(config: &mut RedisConfig, position: usize, name: &str, value: &str) -> Result<()> {
     let flag = |field: &'static str| match value {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(CacheError::config(field, format!("`{value}` is not a boolean"))),
+        _ => Err(CacheError::config(field, "must be true or false (also 1/0, yes/no)")),
+    };
+    let duration = |field: &'static str| {
+        parse_duration(field, value)
+            .map_err(|_| CacheError::config(field, "must be a duration such as `250ms`, `30s`, `5m` or `1h30m`"))
     };
     match name {
         "db" => {
-            config.db = value.parse().map_err(|_| CacheError::config("db", format!("`{value}` is not a database number")))?
+            config.db = value
+                .parse()
+                .map_err(|_| CacheError::config("db", "must be a database number (0-65535)"))?
         }
-        "connect_timeout" => config.connect_timeout = parse_duration("connect_timeout", value)?,
-        "response_timeout" => config.response_timeout = parse_duration("response_timeout", value)?,
-        "keepalive" => config.keepalive = Some(parse_duration("keepalive", value)?),
-        "health_check_interval" => config.health_check_interval = Some(parse_duration("health_check_interval", value)?),
+        "connect_timeout" => config.connect_timeout = duration("connect_timeout")?,
+        "response_timeout" => config.response_timeout = duration("response_timeout")?,
+        "keepalive" => config.keepalive = Some(duration("keepalive")?),
+        "health_check_interval" => config.health_check_interval = Some(duration("health_check_interval")?),
         "max_connections" => {
             config.max_connections = value
                 .parse()
-                .map_err(|_| CacheError::config("max_connections", format!("`{value}` is not a number")))?
+                .map_err(|_| CacheError::config("max_connections", "must be a number between 1 and 1024"))?
         }
         "retry_on_timeout" => config.retry_on_timeout = flag("retry_on_timeout")?,
+        // Unverified TLS is not offered: redis-rs cannot skip only the host
+        // name check, and skipping every check gives a man in the middle the
+        // password. `false` is what happens anyway.
         "insecure" => {
-            let insecure = flag("insecure")?;
-            match config.tls.as_mut() {
-                Some(tls) => tls.insecure = insecure,
-                None => return Err(CacheError::config("insecure", "only applies to rediss:// URLs")),
+            if flag("insecure")? {
+                return Err(CacheError::config(
+                    "insecure",
+                    "is not supported: certificates are always verified; to trust a self-signed server, \
+                     give its CA (TlsConfig::ca_cert)",
+                ));
             }
         }
+        "min_tls_version" => match config.tls.as_mut() {
+            Some(tls) => tls.min_version = TlsVersion::parse(value)?,
+            None => return Err(CacheError::config("min_tls_version", "only applies to rediss:// URLs")),
+        },
         "sentinel_password" => config.sentinel_password = Some(value.into()),
         "protocol" | "lib_name" => {}
-        other => {
+        _ => {
             return Err(CacheError::config(
                 "url",
-                format!("unknown option `{other}`; expected one of: db, connect_timeout, response_timeout, keepalive, health_check_interval, max_connections, retry_on_timeout, insecure, sentinel_password"),
+                format!("option {position} of the query is unknown; expected one of: db, connect_timeout, response_timeout, keepalive, health_check_interval, max_connections, retry_on_timeout, min_tls_version, sentinel_password"),
             ))
         }
     }

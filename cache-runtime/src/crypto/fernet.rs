@@ -3,8 +3,13 @@
 use super::token::{self, Reject, FERNET_VERSION};
 use crate::error::{CacheError, Result};
 use crate::pipeline::Transform;
+use aes::cipher::block_padding::Pkcs7;
+use aes::cipher::{BlockEncryptMut, KeyIvInit};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fmt;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 const NAME: &str = "Fernet";
 
@@ -13,8 +18,10 @@ const NAME: &str = "Fernet";
 /// (url-safe base64, 44 characters), AES-128-CBC, HMAC-SHA256, version byte
 /// 0x80. Tokens are readable by any Fernet implementation.
 ///
-/// Built on the `fernet` crate (RustCrypto backend), which zeroizes the key on
-/// drop. `Debug` never shows the key.
+/// Tokens are verified and decrypted by the `fernet` crate (RustCrypto
+/// backend) and made here, so that a failing random source is an error rather
+/// than the crate's panic. Both copies of the key are zeroized on drop.
+/// `Debug` never shows the key.
 ///
 /// ```
 /// use memorix_runtime::crypto::Fernet;
@@ -28,6 +35,8 @@ const NAME: &str = "Fernet";
 #[derive(Clone)]
 pub struct Fernet {
     inner: fernet::Fernet,
+    /// The key's 32 bytes: the first 16 sign, the last 16 encrypt.
+    key: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for Fernet {
@@ -41,8 +50,14 @@ impl Fernet {
     /// `Fernet.generate_key()` returns in Python. Anything else is
     /// [`CacheError::Config`] with `field: "key"`.
     pub fn new(key: &str) -> Result<Self> {
+        let raw = token::b64_decode(key.trim().as_bytes()).map(Zeroizing::new);
+        let parts = raw.as_deref().and_then(|raw| <[u8; 32]>::try_from(raw.as_slice()).ok());
         fernet::Fernet::new(key.trim())
-            .map(|inner| Fernet { inner })
+            .zip(parts)
+            .map(|(inner, bytes)| Fernet {
+                inner,
+                key: Zeroizing::new(bytes),
+            })
             .ok_or_else(|| {
                 CacheError::config(
                     "key",
@@ -64,15 +79,45 @@ impl Fernet {
 
     /// Encrypts `data` with the current time and a random IV.
     ///
-    /// Never returns an error: the result type matches [`super::Fernet256::encrypt`].
-    /// The `fernet` crate panics if the operating system's random source fails.
+    /// Fails only if the operating system's random source does.
     pub fn encrypt(&self, data: &[u8]) -> Result<String> {
-        Ok(self.inner.encrypt(data))
+        self.encrypt_at_time(data, token::now())
     }
 
-    /// Encrypts `data` stamped with `timestamp` (seconds since the Unix epoch).
+    /// Encrypts `data` stamped with `timestamp` (seconds since the Unix epoch)
+    /// and a random IV.
     pub fn encrypt_at_time(&self, data: &[u8], timestamp: u64) -> Result<String> {
-        Ok(self.inner.encrypt_at_time(data, timestamp))
+        self.encrypt_with(data, timestamp, token::random_iv)
+    }
+
+    /// Encrypts with a given timestamp and IV: deterministic, for known-answer
+    /// tests. Never reuse an IV with one key in production; use [`Fernet::encrypt`].
+    pub fn encrypt_with_iv(&self, data: &[u8], timestamp: u64, iv: [u8; 16]) -> Result<String> {
+        self.encrypt_with(data, timestamp, || Ok(iv))
+    }
+
+    /// `0x80 | ts | iv | AES-128-CBC(data) | HMAC-SHA256`, base64; the IV from `iv`.
+    fn encrypt_with(
+        &self,
+        data: &[u8],
+        timestamp: u64,
+        iv: impl FnOnce() -> Result<[u8; 16], Reject>,
+    ) -> Result<String> {
+        let fail = |r: Reject| r.into_error(NAME);
+        let iv = iv().map_err(fail)?;
+        let (signing_key, encryption_key) = self.key.split_at(16);
+        let cipher = cbc::Encryptor::<aes::Aes128>::new_from_slices(encryption_key, &iv)
+            .map_err(|_| CacheError::Crypto(format!("{NAME}: the encryption half of the key must be 16 bytes")))?;
+        let mut raw = Vec::with_capacity(token::HEADER_LEN + data.len() + token::BLOCK_LEN + token::MAC_LEN);
+        raw.push(FERNET_VERSION);
+        raw.extend_from_slice(&timestamp.to_be_bytes());
+        raw.extend_from_slice(&iv);
+        raw.extend_from_slice(&cipher.encrypt_padded_vec_mut::<Pkcs7>(data));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(signing_key)
+            .map_err(|_| CacheError::Crypto(format!("{NAME}: the signing half of the key is unusable")))?;
+        mac.update(&raw);
+        raw.extend_from_slice(&mac.finalize().into_bytes());
+        Ok(token::b64_encode(&raw))
     }
 
     /// Verifies and decrypts a token, whatever its age.
@@ -129,7 +174,7 @@ impl Fernet {
 
 impl Transform for Fernet {
     fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
-        Ok(self.inner.encrypt(plain).into_bytes())
+        self.encrypt(plain).map(String::into_bytes)
     }
 
     fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
@@ -173,6 +218,21 @@ mod tests {
         let err = f.decrypt(f256.encrypt(b"x").unwrap()).unwrap_err();
         assert!(err.to_string().contains("version byte 0x81"), "{err}");
         assert_eq!(format!("{f:?}"), r#"Fernet { key: "<redacted>" }"#);
+    }
+
+    #[test]
+    fn makes_the_spec_token() {
+        let f = Fernet::new(SPEC_KEY).unwrap();
+        let iv: [u8; 16] = std::array::from_fn(|i| i as u8);
+        assert_eq!(f.encrypt_with_iv(b"hello", SPEC_NOW, iv).unwrap(), SPEC_TOKEN);
+    }
+
+    #[test]
+    fn a_failing_random_source_is_an_error_not_a_panic() {
+        let f = Fernet::new(SPEC_KEY).unwrap();
+        let err = f.encrypt_with(b"x", SPEC_NOW, || Err(Reject::Rng)).unwrap_err();
+        assert!(matches!(err, CacheError::Crypto(_)), "{err}");
+        assert!(err.to_string().contains("random source"), "{err}");
     }
 
     #[test]

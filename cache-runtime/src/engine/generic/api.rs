@@ -237,13 +237,19 @@ impl GenericRedisCache {
             &self.inner.redis_config,
             self.inner.min_tls,
             self.last_validation().as_ref(),
+            &self.inner.security_scope(),
         )
     }
 
     /// Connects and checks auth, TLS, the ACL user, anonymous access and the
     /// server version; the result also feeds [`Self::security_status`].
     pub async fn validate_security(&self) -> SecurityValidation {
-        let result = security::validate(&self.inner.redis_config, self.inner.min_tls).await;
+        let result = security::validate(
+            &self.inner.redis_config,
+            self.inner.min_tls,
+            &self.inner.security_scope(),
+        )
+        .await;
         *self.inner.last_validation.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
         result
     }
@@ -251,7 +257,11 @@ impl GenericRedisCache {
     /// A readable security report; run [`Self::validate_security`] first to
     /// include the live checks.
     pub fn security_report(&self) -> String {
-        security::report(&self.inner.redis_config, &self.security_status())
+        security::report(
+            &self.inner.redis_config,
+            &self.security_status(),
+            &self.inner.security_scope(),
+        )
     }
 
     fn last_validation(&self) -> Option<SecurityValidation> {

@@ -9,7 +9,7 @@
 //! Display, logs or reports.
 
 use crate::connection::{self, RedisConfig, Secret, TlsConfig};
-use crate::error::{CacheError, Result};
+use crate::error::Result;
 use serde::Serialize;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
@@ -17,34 +17,7 @@ use std::time::Duration;
 /// Score at or above which a setup counts as secure (with no critical finding).
 pub const SECURE_SCORE: u8 = 80;
 
-/// Lowest TLS version accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
-#[non_exhaustive]
-pub enum TlsVersion {
-    /// TLS 1.2 (rustls never negotiates anything older).
-    #[default]
-    #[serde(rename = "1.2")]
-    V1_2,
-    /// TLS 1.3 only.
-    #[serde(rename = "1.3")]
-    V1_3,
-}
-
-impl TlsVersion {
-    /// Parses `1.2` / `1.3` (also `TLSv1.2`, `tls1.3`).
-    pub fn parse(text: &str) -> Result<Self> {
-        let t = text.trim().to_ascii_lowercase();
-        let t = t.trim_start_matches("tlsv").trim_start_matches("tls");
-        match t {
-            "1.2" => Ok(TlsVersion::V1_2),
-            "1.3" => Ok(TlsVersion::V1_3),
-            _ => Err(CacheError::config(
-                "min_tls_version",
-                format!("`{text}` is not supported; use 1.2 or 1.3"),
-            )),
-        }
-    }
-}
+pub use crate::connection::TlsVersion;
 
 /// Credentials and TLS settings, applied over the Redis settings.
 ///
@@ -96,14 +69,17 @@ impl SecurityConfig {
         self
     }
 
-    /// TLS with CA / client certificate / key paths; verification is on unless
-    /// the [`TlsConfig`] says `insecure`.
+    /// TLS with CA / client certificate / key paths; certificates are always
+    /// verified.
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }
 
-    /// Lowest TLS version to accept (default 1.2).
+    /// Lowest TLS version to accept (default 1.2), on the [`TlsConfig`] given
+    /// here or the one a `rediss://` URL made. rustls enforces it for the
+    /// whole process (see [`TlsConfig::min_version`]); the validation reports
+    /// the version the server negotiated.
     pub fn min_tls_version(mut self, version: TlsVersion) -> Self {
         self.min_tls_version = version;
         self
@@ -115,6 +91,7 @@ impl SecurityConfig {
     }
 
     pub(crate) fn apply(&self, redis: RedisConfig) -> Result<RedisConfig> {
+        let tls = self.tls.clone().or_else(|| redis.tls().cloned());
         let mut builder = redis.into_builder();
         if let Some(user) = &self.username {
             builder = builder.username(user.clone());
@@ -122,8 +99,9 @@ impl SecurityConfig {
         if let Some(password) = &self.password {
             builder = builder.password(password.clone());
         }
-        if let Some(tls) = &self.tls {
-            builder = builder.tls(tls.clone());
+        if let Some(tls) = tls {
+            let floor = self.min_tls_version.max(tls.min_version);
+            builder = builder.tls(tls.min_version(floor));
         }
         builder.build()
     }
@@ -169,12 +147,60 @@ pub struct SecurityValidation {
     pub tls: bool,
     /// `redis_version` from `INFO server`.
     pub server_version: Option<String>,
+    /// The TLS version the server negotiated (`TLSv1.3`), when TLS is on.
+    pub tls_version: Option<String>,
     /// The server refused a client without credentials (`None` if untested).
     pub anonymous_access_refused: Option<bool>,
     /// Findings that make the setup insecure.
     pub vulnerabilities: Vec<String>,
     /// What to improve.
     pub recommendations: Vec<String>,
+}
+
+/// What the cache touches on the server, for the suggested ACL user: its keys
+/// (a `SCAN`-style glob of the prefix) and its invalidation channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub(crate) key_pattern: String,
+    pub(crate) channel: String,
+}
+
+impl Scope {
+    /// `ACL SETUSER` for a user that can do all the two-tier cache does and no
+    /// more: its keys (`~`), its invalidation channel (`&`: Redis 7 grants no
+    /// channel by default), reads, writes, `SCAN`/`UNLINK`, pub/sub, `PING`,
+    /// and `INFO` / `ACL WHOAMI` for [`validate`]. The password is a placeholder.
+    pub(crate) fn acl_setuser(&self, user: Option<&str>) -> String {
+        let user = user.filter(|u| *u != "default").unwrap_or("cache");
+        let channel = glob_literal(&self.channel);
+        format!(
+            "ACL SETUSER {user} on >PASSWORD resetkeys ~{} resetchannels &{channel} -@all +@read +@write +@keyspace \
+             +@pubsub +@connection -@dangerous +info +acl|whoami",
+            self.key_pattern
+        )
+    }
+}
+
+impl super::Inner {
+    /// The keys and channel this cache uses, for the suggested ACL user.
+    pub(super) fn security_scope(&self) -> Scope {
+        Scope {
+            key_pattern: self.prefix.scan_pattern(),
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+/// `text` as a Redis glob that matches only itself.
+fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 struct Facts {
@@ -213,13 +239,13 @@ fn config_facts(config: &RedisConfig) -> Facts {
         auth: config.password().is_some(),
         acl_user: config.username().is_some_and(|u| u != "default"),
         tls: config.tls().is_some() || unix,
-        verified: unix || config.tls().is_some_and(|t| !t.insecure),
+        verified: unix || config.tls().is_some(),
         anonymous_refused: None,
         modern_server: None,
     }
 }
 
-fn advice(f: &Facts, min_tls: TlsVersion) -> (Vec<String>, Vec<String>) {
+fn advice(f: &Facts, min_tls: TlsVersion, acl: &str) -> (Vec<String>, Vec<String>) {
     let mut vulns = Vec::new();
     let mut recs = Vec::new();
     if !f.auth {
@@ -227,13 +253,13 @@ fn advice(f: &Facts, min_tls: TlsVersion) -> (Vec<String>, Vec<String>) {
         recs.push("set a password (SecurityConfig::password) and `requirepass` or an ACL user on the server".into());
     }
     if !f.acl_user {
-        recs.push("use a dedicated ACL user limited to the cache's key pattern (`ACL SETUSER cache on >pw ~app:* +@read +@write +@pubsub`)".into());
+        recs.push(format!(
+            "use a dedicated ACL user limited to the cache's keys and channel (`{acl}`)"
+        ));
     }
     if !f.tls {
+        vulns.push("no TLS: values and the password cross the network in clear".to_owned());
         recs.push("enable TLS (rediss://) so values and credentials are encrypted in transit".into());
-    } else if !f.verified {
-        vulns.push("TLS certificate verification is off: a man in the middle can read the traffic".to_owned());
-        recs.push("turn certificate verification back on (TlsConfig::insecure(false)) and trust your CA".into());
     } else if min_tls == TlsVersion::V1_2 {
         recs.push("consider `tls-protocols \"TLSv1.3\"` on the server to refuse TLS 1.2".into());
     }
@@ -267,32 +293,56 @@ pub(crate) fn recommendations(
     config: &RedisConfig,
     min_tls: TlsVersion,
     last: Option<&SecurityValidation>,
+    scope: &Scope,
 ) -> Vec<String> {
     match last {
         Some(v) => v.recommendations.clone(),
-        None => advice(&config_facts(config), min_tls).1,
+        None => advice(&config_facts(config), min_tls, &scope.acl_setuser(config.username())).1,
     }
 }
 
-async fn connect(config: &RedisConfig) -> Result<redis::aio::MultiplexedConnection> {
+/// A connection as `config` makes it, and the TLS address it went to.
+async fn connect(config: &RedisConfig) -> Result<(redis::aio::MultiplexedConnection, Option<(String, u16)>)> {
     let client = connection::pubsub_client(config).await?;
     let settings = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout()))
         .set_response_timeout(Some(config.response_timeout()));
-    Ok(client.get_multiplexed_async_connection_with_config(&settings).await?)
+    let tls_addr = match client.get_connection_info().addr() {
+        redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+        _ => None,
+    };
+    Ok((
+        client.get_multiplexed_async_connection_with_config(&settings).await?,
+        tls_addr,
+    ))
+}
+
+/// The version a TLS server negotiates with this process's settings.
+async fn probe_tls(config: &RedisConfig, addr: Option<(String, u16)>) -> Result<Option<String>> {
+    match (config.tls(), addr) {
+        (Some(tls), Some((host, port))) => connection::negotiated_version(&host, port, tls, config.connect_timeout())
+            .await
+            .map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Connects with `config` and checks auth, TLS, the ACL user, anonymous access
 /// and the server version.
-pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> SecurityValidation {
+pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion, scope: &Scope) -> SecurityValidation {
     let mut facts = config_facts(config);
     let mut authenticated_as = None;
     let mut server_version = None;
     let mut connected = false;
+    let mut tls_version = None;
     let mut extra_vulns = Vec::new();
     match connect(config).await {
-        Ok(mut conn) => {
+        Ok((mut conn, tls_addr)) => {
             connected = true;
+            match probe_tls(config, tls_addr).await {
+                Ok(version) => tls_version = version,
+                Err(err) => extra_vulns.push(format!("the TLS version check failed: {err}")),
+            }
             authenticated_as = redis::cmd("ACL")
                 .arg("WHOAMI")
                 .query_async::<String>(&mut conn)
@@ -319,7 +369,7 @@ pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> Secur
         anonymous.username = None;
         anonymous.password = None;
         let refused = match tokio::time::timeout(Duration::from_secs(2), connect(&anonymous)).await {
-            Ok(Ok(mut conn)) => redis::cmd("GET")
+            Ok(Ok((mut conn, _))) => redis::cmd("GET")
                 .arg("memorix:security-probe")
                 .query_async::<Option<Vec<u8>>>(&mut conn)
                 .await
@@ -329,7 +379,7 @@ pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> Secur
         };
         facts.anonymous_refused = Some(refused);
     }
-    let (mut vulns, recs) = advice(&facts, min_tls);
+    let (mut vulns, recs) = advice(&facts, min_tls, &scope.acl_setuser(config.username()));
     vulns.extend(extra_vulns);
     let score = if connected { score(&facts) } else { 0 };
     let critical = !facts.auth || (facts.tls && !facts.verified) || facts.anonymous_refused == Some(false);
@@ -340,6 +390,7 @@ pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> Secur
         authenticated_as,
         tls: facts.tls,
         server_version,
+        tls_version,
         anonymous_access_refused: facts.anonymous_refused,
         vulnerabilities: vulns,
         recommendations: recs,
@@ -347,7 +398,7 @@ pub(crate) async fn validate(config: &RedisConfig, min_tls: TlsVersion) -> Secur
 }
 
 /// A readable report of `status`.
-pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus) -> String {
+pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus, scope: &Scope) -> String {
     let yes = |b: bool| if b { "yes" } else { "NO" };
     let mut out = String::new();
     let _ = writeln!(out, "memorix security report");
@@ -371,7 +422,16 @@ pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus) -> String {
         yes(status.certificate_verification)
     );
     let _ = writeln!(out, "client certificate:       {}", yes(status.client_certificate));
-    let _ = writeln!(out, "minimum TLS version:      {:?}", status.min_tls_version);
+    let floor = |v: TlsVersion| if v == TlsVersion::V1_3 { "1.3" } else { "1.2" };
+    let _ = match connection::process_floor() {
+        Some(process) if process > status.min_tls_version => writeln!(
+            out,
+            "minimum TLS version:      {} (this process enforces {})",
+            floor(status.min_tls_version),
+            floor(process)
+        ),
+        _ => writeln!(out, "minimum TLS version:      {}", floor(status.min_tls_version)),
+    };
     match &status.last_validation {
         Some(v) => {
             let _ = writeln!(out, "validated against server: yes");
@@ -390,6 +450,9 @@ pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus) -> String {
                 "  server version:         {}",
                 v.server_version.as_deref().unwrap_or("?")
             );
+            if let Some(version) = &v.tls_version {
+                let _ = writeln!(out, "  negotiated TLS version: {version}");
+            }
             let refused = match v.anonymous_access_refused {
                 Some(true) => "yes",
                 Some(false) => "NO",
@@ -409,7 +472,14 @@ pub(crate) fn report(config: &RedisConfig, status: &SecurityStatus) -> String {
     }
     let recs = match &status.last_validation {
         Some(v) => v.recommendations.clone(),
-        None => advice(&config_facts(config), status.min_tls_version).1,
+        None => {
+            advice(
+                &config_facts(config),
+                status.min_tls_version,
+                &scope.acl_setuser(config.username()),
+            )
+            .1
+        }
     };
     if !recs.is_empty() {
         let _ = writeln!(out, "recommendations:");
@@ -435,7 +505,7 @@ mod tests {
             modern_server: Some(true),
         };
         assert_eq!(score(&facts), 100);
-        let (vulns, _) = advice(&facts, TlsVersion::V1_3);
+        let (vulns, _) = advice(&facts, TlsVersion::V1_3, "");
         assert!(vulns.is_empty());
         let open = Facts {
             auth: false,
@@ -446,7 +516,11 @@ mod tests {
             modern_server: Some(true),
         };
         assert!(score(&open) < SECURE_SCORE);
-        assert_eq!(advice(&open, TlsVersion::V1_2).0.len(), 2);
+        assert_eq!(
+            advice(&open, TlsVersion::V1_2, "").0.len(),
+            3,
+            "no password, no TLS, anonymous access"
+        );
     }
 
     #[test]
