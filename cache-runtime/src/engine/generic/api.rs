@@ -80,6 +80,8 @@ impl GenericRedisCache {
             l1: L1::new(settings.l1_size),
             breaker: Health::new(settings.breaker_threshold, settings.probe_interval, memory_only),
             pending: Pending::new(settings.max_pending),
+            recovering: AtomicBool::new(false),
+            recovered: tokio::sync::Notify::new(),
             redis_config,
             min_tls: builder
                 .security

@@ -13,7 +13,7 @@
 use super::Inner;
 use crate::connection::{self, health::Probe};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -154,7 +154,11 @@ pub(crate) async fn probe_once(inner: Weak<Inner>) -> Probe {
     let Ok(Ok((_, conns))) = opened else {
         return Probe::Silent;
     };
-    if inner.recover(conns).await {
+    inner.recovering.store(true, SeqCst);
+    let recovered = inner.recover(conns).await;
+    inner.recovering.store(false, SeqCst);
+    inner.recovered.notify_waiters();
+    if recovered {
         Probe::Answered
     } else {
         Probe::Silent

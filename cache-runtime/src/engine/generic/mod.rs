@@ -86,6 +86,11 @@ pub(crate) struct Inner {
     /// The shared circuit breaker (`connection::health`), in front of Redis.
     breaker: Health,
     pending: Pending,
+    /// Set while a recovery replays the queue: writes wait for it instead
+    /// of queuing (a queue that keeps growing would never drain).
+    recovering: AtomicBool,
+    /// Woken when a recovery ends.
+    recovered: tokio::sync::Notify,
     l1: L1,
     prefix: Prefix,
     codec: Arc<dyn Codec>,

@@ -10,7 +10,7 @@ use super::Inner;
 use crate::connection::RedisConnection;
 use crate::keys::ttl_millis;
 use crate::metrics::Metrics;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 
 impl Inner {
@@ -26,20 +26,28 @@ impl Inner {
     /// Queues a write that did not reach Redis, for the probe to replay.
     ///
     /// The breaker is open: the write was skipped, or its failure opened it.
-    /// Unless a recovery closed it since (Redis is back, the queue is
-    /// drained): then the write is sent now instead, and re-queued only if
-    /// that fails. Queuing it would re-open the breaker right after the
-    /// recovery.
-    pub(super) async fn defer(&self, full_key: String, op: PendingOp) {
-        let Some(op) = self.pending.push(full_key.clone(), op, || self.breaker.is_open()) else {
-            self.spawn_probe();
-            return;
-        };
-        let mut pipe = redis::pipe();
-        op.add_to(&mut pipe, &full_key);
-        self.publish(&mut pipe, &full_key);
-        if let Ok(Ok(())) = self.exec::<()>(Req::Many(&pipe), &full_key, true).await {
-            return;
+    /// Two cases send the write to Redis instead: a recovery is replaying
+    /// the queue (the write waits for it to end: queued writes arriving
+    /// faster than a replay round trip would keep it from ever finishing),
+    /// or a recovery closed the breaker since the write was skipped (queuing
+    /// it would re-open the breaker right after the recovery).
+    pub(super) async fn defer(&self, full_key: String, mut op: PendingOp) {
+        for _ in 0..2 {
+            let queue = || self.breaker.is_open() && !self.recovering.load(SeqCst);
+            match self.pending.push(full_key.clone(), op, queue) {
+                None => {
+                    self.spawn_probe();
+                    return;
+                }
+                Some(back) => op = back,
+            }
+            self.wait_for_recovery().await;
+            let mut pipe = redis::pipe();
+            op.add_to(&mut pipe, &full_key);
+            self.publish(&mut pipe, &full_key);
+            if let Ok(Ok(())) = self.exec::<()>(Req::Many(&pipe), &full_key, true).await {
+                return;
+            }
         }
         self.pending.push(full_key, op, || {
             if self.breaker.trip() {
@@ -48,6 +56,16 @@ impl Inner {
             true
         });
         self.spawn_probe();
+    }
+
+    /// Waits (at most a response timeout) for a recovery in progress to end.
+    async fn wait_for_recovery(&self) {
+        let ended = self.recovered.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if self.recovering.load(SeqCst) {
+            let _ = tokio::time::timeout(self.redis_config.response_timeout(), ended).await;
+        }
     }
 
     /// Called by the probe when Redis answers again: replays queued writes,
