@@ -132,7 +132,10 @@ async fn every_entry_point_starts_degraded_and_caches_once_redis_starts() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    println!("start with Redis down: caching resumed {:?} after the server started", started.elapsed());
+    println!(
+        "start with Redis down: caching resumed {:?} after the server started",
+        started.elapsed()
+    );
     memorix::init(memorix::MemoryCache::new(100));
 }
 
@@ -140,7 +143,11 @@ async fn every_entry_point_starts_degraded_and_caches_once_redis_starts() {
 async fn fail_on_connection_error_keeps_the_strict_start() {
     let _env = ENV.lock().await;
     let port = free_port();
-    let strict = config(port).into_builder().fail_on_connection_error(true).build().unwrap();
+    let strict = config(port)
+        .into_builder()
+        .fail_on_connection_error(true)
+        .build()
+        .unwrap();
 
     let err = RedisCache::builder()
         .config(config(port))

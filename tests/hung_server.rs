@@ -268,6 +268,49 @@ async fn cache_put_and_the_rate_limiter_answer_at_once_while_hung() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_behind_sentinel_costs_one_timeout_then_fails_fast() {
+    let _serial = SERIAL.lock().await;
+    let deployment = support::sentinel::RedisSentinel::start();
+    let timeout = Duration::from_millis(300);
+    let config = deployment
+        .config()
+        .into_builder()
+        .response_timeout(timeout)
+        .build()
+        .unwrap();
+    let cache = RedisCache::builder()
+        .config(config)
+        .prefix(unique_prefix("hung-sentinel"))
+        .connect()
+        .await
+        .unwrap();
+    cache.set("k", &1u8, None).await.unwrap();
+
+    // Frozen for less than the sentinels' down-after (2 s): no failover.
+    deployment.primary().freeze();
+    let frozen = Instant::now();
+    let err = cache.get::<u8>("k").await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        frozen.elapsed() <= timeout + Duration::from_millis(150),
+        "{:?}",
+        frozen.elapsed()
+    );
+    for _ in 0..100 {
+        let started = Instant::now();
+        let err = cache.get::<u8>("k").await.unwrap_err();
+        assert!(err.is_connection(), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(5), "{:?}", started.elapsed());
+    }
+    deployment.primary().thaw();
+    let thawed = Instant::now();
+    while cache.get::<u8>("k").await.ok() != Some(Some(1)) {
+        assert!(thawed.elapsed() < Duration::from_secs(1), "calls resume within 1 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Kills and restarts the server under 48 tasks writing and reading, six
 /// times: each outage opens the two-tier breaker once, the recovery ends
 /// within 1 s although writes keep arriving (they wait for the replay
