@@ -179,7 +179,11 @@ mod tests {
                 sealed: vec![1],
                 expires: None,
             },
-            || {},
+            || true,
+        );
+        assert!(
+            pending.push("b".into(), PendingOp::Remove, || false).is_some(),
+            "handed back when the caller says not to queue"
         );
         pending.push("b".into(), PendingOp::Remove, || true);
         pending.push("c".into(), PendingOp::Remove, || true);
