@@ -57,6 +57,13 @@ impl redis::ToSingleRedisArg for PrefixedKey<'_> {}
 /// other clients using the same codec, rick's `RedisCache` included) and
 /// stored with `SET key value PX ttl`.
 ///
+/// A server that stops answering costs one response timeout: the timeout
+/// opens the connection's health breaker and later calls fail fast with a
+/// connection error until a background `PING` is answered. A server that is
+/// down at start is not an error either (the cache starts degraded and
+/// connects in the background) unless
+/// [`RedisCacheBuilder::fail_on_connection_error`] asks for a strict start.
+///
 /// ```no_run
 /// use memorix_runtime::{Cache, CacheExt, RedisCache, RedisConfig};
 /// use std::time::Duration;
