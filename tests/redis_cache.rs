@@ -498,11 +498,12 @@ async fn dead_server_gives_typed_errors_and_recovers_after_restart() {
 }
 
 #[tokio::test]
-async fn unreachable_server_at_connect_is_a_connection_error() {
+async fn unreachable_server_at_a_strict_connect_is_a_connection_error() {
     let port = support::redis_server::free_port();
     let config = RedisConfig::builder()
         .port(port)
         .connect_timeout(Duration::from_millis(300))
+        .fail_on_connection_error(true)
         .build()
         .unwrap();
     let err = RedisCache::connect(config).await.unwrap_err();
@@ -769,8 +770,22 @@ async fn a_frozen_server_times_out_without_reconnecting() {
     assert!(err.is_timeout(), "a timeout, got {err}");
     assert!(took < Duration::from_millis(300 + 200), "{took:?}");
 
+    // Until a probe sees the server answer, calls fail fast.
+    let started = Instant::now();
+    let err = cache.get::<u8>("k").await.unwrap_err();
+    assert!(err.is_connection(), "failing fast, got {err}");
+    assert!(started.elapsed() < Duration::from_millis(5), "{:?}", started.elapsed());
+
     // A timeout alone keeps the connection (the server may only be busy).
     drop(thaw);
+    let thawed = Instant::now();
+    while !conn.is_healthy() {
+        assert!(
+            thawed.elapsed() < Duration::from_secs(1),
+            "the probe saw the server answer"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(cache.get::<u8>("k").await.unwrap(), Some(1));
     assert_eq!(conn.reconnects(), 0);
     assert!(conn.is_connected());

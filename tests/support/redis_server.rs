@@ -30,6 +30,39 @@ impl RedisServer {
         Self::start_with(&[])
     }
 
+    /// Starts a plain server on `port` (e.g. one a client was told to use
+    /// before any server listened there).
+    pub fn start_on(port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("memorix-redis-")
+            .tempdir()
+            .expect("create temp dir");
+        let mut server = RedisServer {
+            port,
+            dir,
+            extra_args: Vec::new(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Freezes the server (SIGSTOP): its sockets stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("server running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Starts a server with extra command-line arguments (e.g. `--requirepass x`).
     pub fn start_with(extra_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()

@@ -138,6 +138,11 @@ impl RedisSentinel {
         })
     }
 
+    /// The primary the deployment started with (e.g. to freeze it).
+    pub fn primary(&self) -> &RedisServer {
+        &self.primary
+    }
+
     /// Kills the primary the deployment started with (SIGKILL).
     pub fn kill_primary(&mut self) {
         self.primary.stop();

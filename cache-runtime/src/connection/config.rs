@@ -92,6 +92,7 @@ pub struct RedisConfig {
     pub(crate) retry_on_timeout: bool,
     pub(crate) health_check_interval: Option<Duration>,
     pub(crate) reconnect_retries: usize,
+    pub(crate) fail_on_connection_error: bool,
     pub(crate) cluster_nodes: Vec<(String, u16)>,
     pub(crate) sentinel_master: Option<String>,
     pub(crate) sentinel_nodes: Vec<(String, u16)>,
@@ -130,6 +131,7 @@ impl Default for RedisConfig {
             retry_on_timeout: false,
             health_check_interval: None,
             reconnect_retries: 3,
+            fail_on_connection_error: false,
             cluster_nodes: Vec::new(),
             sentinel_master: None,
             sentinel_nodes: Vec::new(),
@@ -263,6 +265,13 @@ impl RedisConfig {
     /// in the background). On a cluster: retries of a failed request.
     pub fn reconnect_retries(&self) -> usize {
         self.reconnect_retries
+    }
+
+    /// Whether opening a connection to an unreachable standalone server is an
+    /// error (`true`) or starts it degraded (`false`, the default): calls fail
+    /// fast with a connection error while it connects in the background.
+    pub fn fail_on_connection_error(&self) -> bool {
+        self.fail_on_connection_error
     }
 
     /// Standalone, cluster or sentinel.
@@ -517,6 +526,20 @@ impl RedisConfigBuilder {
         self
     }
 
+    /// Strict start: opening a connection to an unreachable standalone server
+    /// returns the connection error (default `false`).
+    ///
+    /// By default the connection starts degraded instead, so a service boots
+    /// during a Redis outage: calls fail fast with a connection error
+    /// (memoized functions run their body uncached, rate limiters answer
+    /// their `OnUnavailable` policy) while it connects in the background, and
+    /// Redis is used as soon as it answers. Cluster and sentinel connections
+    /// need their seed nodes to start and always fail instead.
+    pub fn fail_on_connection_error(mut self, fail: bool) -> Self {
+        self.0.fail_on_connection_error = fail;
+        self
+    }
+
     /// Adds a seed node of a Redis Cluster; the config becomes a cluster config.
     /// Add two or three so startup survives one of them being down.
     ///
@@ -594,6 +617,7 @@ impl fmt::Debug for RedisConfig {
             .field("max_connections", &self.max_connections)
             .field("retry_on_timeout", &self.retry_on_timeout)
             .field("health_check_interval", &self.health_check_interval)
+            .field("fail_on_connection_error", &self.fail_on_connection_error)
             .field("topology", &self.topology())
             .field("cluster_nodes", &self.cluster_nodes)
             .field("sentinel_master", &self.sentinel_master)

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod config;
+pub(crate) mod health;
 mod reconnecting;
 mod secret;
 mod sentinel;
@@ -11,6 +12,7 @@ mod url;
 
 pub use cluster::ClusterConnection;
 pub use config::{RedisConfig, RedisConfigBuilder, TlsConfig, Topology};
+pub(crate) use reconnecting::Attempt;
 pub use reconnecting::ReconnectingConnection;
 pub use secret::Secret;
 pub use sentinel::SentinelConnection;
@@ -225,8 +227,13 @@ pub async fn pubsub_client(config: &RedisConfig) -> Result<redis::Client> {
 
 /// Opens `config.max_connections()` self-healing connections of the kind the
 /// config's [`Topology`] asks for: [`ReconnectingConnection`]s for a
-/// standalone server. The redis-rs `Client` is returned for a standalone
-/// server only.
+/// standalone server, sharing one health breaker (a server that stops
+/// answering makes all of them fail fast). The redis-rs `Client` is returned
+/// for a standalone server only.
+///
+/// An unreachable standalone server is not an error unless the config sets
+/// [`RedisConfig::fail_on_connection_error`]: the connections start down and
+/// connect in the background.
 pub async fn open(config: &RedisConfig) -> Result<(Option<redis::Client>, Vec<RedisConnection>)> {
     config.validate()?;
     match config.topology() {
@@ -236,8 +243,9 @@ pub async fn open(config: &RedisConfig) -> Result<(Option<redis::Client>, Vec<Re
     }
     let client = client_for(config)?;
     let mut conns = Vec::with_capacity(config.max_connections());
+    let health = health::Health::for_connections();
     for _ in 0..config.max_connections() {
-        let conn = ReconnectingConnection::open_with_client(client.clone(), config).await?;
+        let conn = ReconnectingConnection::open_with_client(client.clone(), config, health.clone()).await?;
         conns.push(RedisConnection::Reconnecting(conn));
     }
     Ok((Some(client), conns))

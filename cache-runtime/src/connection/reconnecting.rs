@@ -28,8 +28,16 @@
 //! A timeout alone does not reconnect: the connection may be fine and the
 //! server busy (`CLIENT PAUSE`, a slow script), and a new socket would
 //! reorder the commands still queued on the old one. `ConnectionManager`
-//! draws the same line.
+//! draws the same line. But a timeout does count against the connection's
+//! [`Health`]: a server that stopped answering costs one waited-out timeout,
+//! after which calls fail fast until a probe's `PING` is answered again
+//! (see `health.rs`).
+//!
+//! When the server is unreachable at start, the connection starts `Down`
+//! and connects in the background, unless the config asks for a strict
+//! start (`RedisConfig::fail_on_connection_error`).
 
+use super::health::{self, Health, Probe, Ticket};
 use super::{client_for, RedisConfig, RedisConnection};
 use crate::error::{CacheError, Result};
 use arc_swap::ArcSwap;
@@ -87,6 +95,28 @@ struct Shared {
     db: i64,
     /// Successful reconnects since the connection was opened.
     reconnects: AtomicU64,
+    /// Shared by every connection of one pool: a timeout or a broken socket
+    /// makes all of them fail fast until the server answers again.
+    health: Health,
+    /// How long a health probe waits for `PING`.
+    probe_deadline: Duration,
+}
+
+/// A command let through to the live socket: the socket's generation (for
+/// reconnects) and the health ticket (for the breaker).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempt {
+    generation: u64,
+    ticket: Ticket,
+}
+
+impl Attempt {
+    /// True when the outcome must be reported even if it is a success (a
+    /// failure count is running).
+    #[inline]
+    pub(crate) fn counting(&self) -> bool {
+        self.ticket.counting()
+    }
 }
 
 /// The state every clone shares.
@@ -142,6 +172,12 @@ fn down_error() -> RedisError {
     ))
 }
 
+/// True when a connect failed because the server could not be reached (as
+/// opposed to refusing the credentials or the database).
+fn unreachable(err: &RedisError) -> bool {
+    err.is_connection_refusal() || err.is_io_error() || err.is_timeout() || err.is_connection_dropped()
+}
+
 /// True when the socket is unusable and a new one is needed. Timeouts are
 /// not: the server may only be slow (see the module docs).
 fn breaks_connection(err: &RedisError) -> bool {
@@ -152,16 +188,20 @@ impl ReconnectingConnection {
     /// Opens a connection to the standalone server in `config`.
     ///
     /// The first connect is tried `1 + config.reconnect_retries()` times, a
-    /// few tens of milliseconds apart, each within the connect timeout. A
+    /// few tens of milliseconds apart, each within the connect timeout. If
+    /// they all fail, the connection starts down and keeps connecting in the
+    /// background (calls fail fast meanwhile), or, with
+    /// [`RedisConfig::fail_on_connection_error`], the error is returned. A
     /// cluster or sentinel config is an error naming `topology`
     /// (`RedisCache::connect` opens those with their own connection types).
     pub async fn open(config: &RedisConfig) -> Result<Self> {
         let client = client_for(config)?;
-        Self::open_with_client(client, config).await
+        Self::open_with_client(client, config, Health::for_connections()).await
     }
 
-    /// [`open`](Self::open) with a client already built from `config`.
-    pub(crate) async fn open_with_client(client: redis::Client, config: &RedisConfig) -> Result<Self> {
+    /// [`open`](Self::open) with a client already built from `config`, and
+    /// the health shared by the pool it belongs to.
+    pub(crate) async fn open_with_client(client: redis::Client, config: &RedisConfig, health: Health) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| CacheError::config("runtime", "a Redis connection must be opened inside a tokio runtime"))?;
         let conn_config = AsyncConnectionConfig::new()
@@ -170,34 +210,56 @@ impl ReconnectingConnection {
         let quick_attempts = config.reconnect_retries().saturating_add(1);
         let mut pause = FIRST_PAUSE;
         let mut attempt = 1;
-        let conn = loop {
+        let link = loop {
             match client.get_multiplexed_async_connection_with_config(&conn_config).await {
-                Ok(conn) => break conn,
-                Err(err) if attempt >= quick_attempts => return Err(err.into()),
+                Ok(conn) => break Link::Up { conn, generation: 0 },
+                // A refused password or an unknown database is a
+                // configuration error, not an outage: no degraded start.
+                Err(err) if attempt >= quick_attempts && (config.fail_on_connection_error() || !unreachable(&err)) => {
+                    return Err(err.into())
+                }
+                Err(err) if attempt >= quick_attempts => {
+                    tracing::warn!(error = %err, "redis unreachable at start; calls fail fast while it connects in the background");
+                    break Link::Down;
+                }
                 Err(err) => tracing::debug!(error = %err, attempt, "redis: connect failed, retrying"),
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_PAUSE);
             attempt += 1;
         };
-        Ok(ReconnectingConnection {
+        let down = matches!(link, Link::Down);
+        let conn = ReconnectingConnection {
             shared: Arc::new(Shared {
                 client,
                 conn_config,
-                link: ArcSwap::from_pointee(Link::Up { conn, generation: 0 }),
+                link: ArcSwap::from_pointee(link),
                 changed: Notify::new(),
                 wait_limit: config.connect_timeout().min(config.response_timeout()),
                 quick_attempts,
                 runtime,
                 db: config.db(),
                 reconnects: AtomicU64::new(0),
+                health,
+                probe_deadline: Health::probe_deadline(config.response_timeout()),
             }),
-        })
+        };
+        if down {
+            tokio::spawn(reconnect(Arc::downgrade(&conn.shared), 0));
+        }
+        Ok(conn)
     }
 
     /// True while the connection is up (false while reconnecting).
     pub fn is_connected(&self) -> bool {
         matches!(**self.shared.link.load(), Link::Up { .. })
+    }
+
+    /// True while calls go to the server: connected, and the server answered
+    /// the last call or probe (false while calls fail fast because it timed
+    /// out or went away).
+    pub fn is_healthy(&self) -> bool {
+        self.is_connected() && self.shared.health.is_closed()
     }
 
     /// How many times the connection has been re-opened since it was first
@@ -212,22 +274,35 @@ impl ReconnectingConnection {
         &self.shared.client
     }
 
-    /// The live connection and its generation, if up. A caller that runs a
-    /// command on it directly reports a failure with [`failed`](Self::failed).
-    pub(crate) fn up(&self) -> Option<(MultiplexedConnection, u64)> {
+    /// The live connection, if up and healthy. A caller that runs a command
+    /// on it directly reports the outcome with [`succeeded`](Self::succeeded)
+    /// or [`failed`](Self::failed).
+    #[inline]
+    pub(crate) fn up(&self) -> Option<(MultiplexedConnection, Attempt)> {
+        let ticket = self.shared.health.admit()?;
         match &**self.shared.link.load() {
-            Link::Up { conn, generation } => Some((conn.clone(), *generation)),
+            Link::Up { conn, generation } => Some((
+                conn.clone(),
+                Attempt {
+                    generation: *generation,
+                    ticket,
+                },
+            )),
             _ => None,
         }
     }
 
-    /// The live connection and its generation: at once when up, else after
-    /// waiting (briefly) for a reconnect in progress; fails fast while down.
-    async fn connection(&self) -> RedisResult<(MultiplexedConnection, u64)> {
-        match self.up() {
-            Some(up) => Ok(up),
-            None => self.wait_for_reconnect().await,
-        }
+    /// The live connection: at once when up, else after waiting (briefly)
+    /// for a reconnect in progress; fails fast while down or unhealthy.
+    async fn connection(&self) -> RedisResult<(MultiplexedConnection, Attempt)> {
+        let Some(ticket) = self.shared.health.admit() else {
+            return Err(health::unanswered_error());
+        };
+        let (conn, generation) = match &**self.shared.link.load() {
+            Link::Up { conn, generation } => (conn.clone(), *generation),
+            _ => self.wait_for_reconnect().await?,
+        };
+        Ok((conn, Attempt { generation, ticket }))
     }
 
     async fn wait_for_reconnect(&self) -> RedisResult<(MultiplexedConnection, u64)> {
@@ -248,12 +323,25 @@ impl ReconnectingConnection {
         }
     }
 
-    /// After a command on the connection of `generation` failed with `err`:
-    /// starts a reconnect if the connection broke and nobody else has.
-    pub(crate) fn failed(&self, generation: u64, err: &RedisError) {
+    /// The command of `attempt` was answered.
+    #[inline]
+    pub(crate) fn succeeded(&self, attempt: Attempt) {
+        self.shared.health.success(attempt.ticket);
+    }
+
+    /// After the command of `attempt` failed with `err`: a timeout counts
+    /// against health (opening it starts the probe); a broken connection
+    /// starts a reconnect unless another caller did (while it runs, callers
+    /// wait briefly, then fail fast: the `Link` states above).
+    pub(crate) fn failed(&self, attempt: Attempt, err: &RedisError) {
+        if err.is_timeout() && self.shared.health.failure(attempt.ticket) {
+            tracing::warn!(error = %err, "redis: not answering; calls fail fast until it does");
+            self.spawn_probe();
+        }
         if !breaks_connection(err) {
             return;
         }
+        let generation = attempt.generation;
         let before = self.shared.link.rcu(|link| match **link {
             Link::Up { generation: g, .. } if g == generation => Arc::new(Link::Connecting),
             _ => Arc::clone(link),
@@ -271,6 +359,32 @@ impl ReconnectingConnection {
                 Err(_) => self.shared.runtime.spawn(task),
             };
         }
+    }
+
+    /// Probes the server with `PING` on the live socket until it answers
+    /// within the probe deadline. While the socket is being re-opened the
+    /// probe waits: the reconnect closes the breaker itself.
+    fn spawn_probe(&self) {
+        let weak = Arc::downgrade(&self.shared);
+        self.shared.health.spawn_probe(move || {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let Some(shared) = weak.upgrade() else {
+                    return Probe::Stop;
+                };
+                let Link::Up { conn, .. } = &**shared.link.load() else {
+                    return Probe::Silent;
+                };
+                let mut conn = conn.clone();
+                let deadline = shared.probe_deadline;
+                drop(shared);
+                let ping = redis::cmd("PING");
+                match tokio::time::timeout(deadline, ping.query_async::<()>(&mut conn)).await {
+                    Ok(Ok(())) => Probe::Answered,
+                    _ => Probe::Silent,
+                }
+            })
+        });
     }
 }
 
@@ -293,6 +407,9 @@ async fn reconnect(weak: Weak<Shared>, generation: u64) {
                     generation: generation + 1,
                 }));
                 shared.reconnects.fetch_add(1, Relaxed);
+                // A fresh connection that completed its handshake: the
+                // server answers.
+                shared.health.close();
                 shared.changed.notify_waiters();
                 tracing::info!(failures, took = ?started.elapsed(), "redis: reconnected");
                 return;
@@ -318,10 +435,11 @@ async fn reconnect(weak: Weak<Shared>, generation: u64) {
 impl ConnectionLike for ReconnectingConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let (mut conn, generation) = self.connection().await?;
+            let (mut conn, attempt) = self.connection().await?;
             let result = conn.send_packed_command(cmd).await;
-            if let Err(err) = &result {
-                self.failed(generation, err);
+            match &result {
+                Ok(_) => self.succeeded(attempt),
+                Err(err) => self.failed(attempt, err),
             }
             result
         })
@@ -334,10 +452,11 @@ impl ConnectionLike for ReconnectingConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let (mut conn, generation) = self.connection().await?;
+            let (mut conn, attempt) = self.connection().await?;
             let result = conn.send_packed_commands(pipeline, offset, count).await;
-            if let Err(err) = &result {
-                self.failed(generation, err);
+            match &result {
+                Ok(_) => self.succeeded(attempt),
+                Err(err) => self.failed(attempt, err),
             }
             result
         })

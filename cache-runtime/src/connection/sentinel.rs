@@ -17,6 +17,7 @@
 //! address once a second (`SENTINEL GET-MASTER-ADDR-BY-NAME`, one small
 //! command) and switches as soon as the answer changes.
 
+use super::health::{self, Health, Probe, Ticket};
 use super::{connection_info, RedisConfig, RedisConnection};
 use crate::error::{CacheError, Result};
 use arc_swap::ArcSwap;
@@ -60,6 +61,10 @@ struct Shared {
     current: ArcSwap<Primary>,
     rediscovering: AtomicBool,
     db: i64,
+    /// Shared by the pool: a primary that stops answering makes every
+    /// connection fail fast until it answers again or a new one is found.
+    health: Health,
+    probe_deadline: Duration,
 }
 
 /// Finds the primary: the sentinels to ask and how to connect to the answer.
@@ -150,12 +155,46 @@ impl SentinelConnection {
         tokio::spawn(rediscover(weak, generation));
     }
 
+    /// Lets a call through unless the primary is known not to answer.
+    fn admit(&self) -> redis::RedisResult<Ticket> {
+        self.shared.health.admit().ok_or_else(health::unanswered_error)
+    }
+
+    /// Reports a call's outcome to the health breaker: a timeout counts
+    /// against it (and starts the probe when it opens it).
+    fn record(&self, ticket: Ticket, err: Option<&RedisError>) {
+        match err {
+            None => self.shared.health.success(ticket),
+            Some(err) if err.is_timeout() && self.shared.health.failure(ticket) => {
+                tracing::warn!(master = %self.shared.master_name, "sentinel: primary not answering; calls fail fast until it does");
+                let weak = Arc::downgrade(&self.shared);
+                self.shared.health.spawn_probe(move || Box::pin(probe(weak.clone())));
+            }
+            Some(_) => {}
+        }
+    }
+
     fn check(&self, generation: u64, result: &redis::RedisResult<Value>) {
         match result {
             Err(err) if points_to_failover(err) => self.rediscover(generation),
             Ok(value) if is_readonly_reply(value) => self.rediscover(generation),
             _ => {}
         }
+    }
+}
+
+/// One health probe: `PING` on the primary in use, within the probe deadline.
+async fn probe(weak: Weak<Shared>) -> Probe {
+    let Some(shared) = weak.upgrade() else {
+        return Probe::Stop;
+    };
+    let mut conn = shared.current.load().conn.clone();
+    let deadline = shared.probe_deadline;
+    drop(shared);
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(deadline, ping.query_async::<()>(&mut conn)).await {
+        Ok(Ok(())) => Probe::Answered,
+        _ => Probe::Silent,
     }
 }
 
@@ -174,6 +213,8 @@ async fn rediscover(weak: Weak<Shared>, generation: u64) {
                     generation: generation + 1,
                 }));
                 shared.rediscovering.store(false, Ordering::Release);
+                // A fresh connection to the primary the sentinels name.
+                shared.health.close();
                 tracing::info!(master = %shared.master_name, primary = %addr, "sentinel: now using this primary");
                 return;
             }
@@ -276,9 +317,11 @@ async fn resolve(resolver: &Resolver) -> Result<(redis::Client, MultiplexedConne
 impl ConnectionLike for SentinelConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            let ticket = self.admit()?;
             let primary = self.shared.current.load_full();
             let mut conn = primary.conn.clone();
             let result = conn.req_packed_command(cmd).await;
+            self.record(ticket, result.as_ref().err());
             self.check(primary.generation, &result);
             result
         })
@@ -291,9 +334,11 @@ impl ConnectionLike for SentinelConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            let ticket = self.admit()?;
             let primary = self.shared.current.load_full();
             let mut conn = primary.conn.clone();
             let result = conn.req_packed_commands(pipeline, offset, count).await;
+            self.record(ticket, result.as_ref().err());
             match &result {
                 Err(err) if points_to_failover(err) => self.rediscover(primary.generation),
                 Ok(values) if values.iter().any(is_readonly_reply) => self.rediscover(primary.generation),
@@ -411,6 +456,7 @@ pub(super) async fn open(config: &RedisConfig) -> Result<Vec<RedisConnection>> {
         .to_owned();
     let sentinel_infos = sentinel_infos(config)?;
     let mut conns = Vec::with_capacity(config.max_connections());
+    let health = Health::for_connections();
     for _ in 0..config.max_connections() {
         let resolver = resolver(config)?;
         let (client, conn) = resolve(&resolver).await?;
@@ -424,6 +470,8 @@ pub(super) async fn open(config: &RedisConfig) -> Result<Vec<RedisConnection>> {
             }),
             rediscovering: AtomicBool::new(false),
             db: config.db(),
+            health: health.clone(),
+            probe_deadline: Health::probe_deadline(config.response_timeout()),
         };
         let watch_config = shared.resolver.conn_config.clone();
         let shared = Arc::new(shared);

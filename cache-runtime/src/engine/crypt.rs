@@ -198,6 +198,16 @@ impl CryptRedisCacheBuilder {
         self
     }
 
+    /// Strict start: `connect()` returns the connection error when Redis is
+    /// unreachable (default `false`: the cache starts degraded, failing fast
+    /// until the background connect succeeds; see
+    /// [`RedisCacheBuilder::fail_on_connection_error`]). A bad key is an
+    /// error either way.
+    pub fn fail_on_connection_error(mut self, fail: bool) -> Self {
+        self.redis = self.redis.fail_on_connection_error(fail);
+        self
+    }
+
     /// Adds a byte transform that runs before encryption on write (and after
     /// decryption on read), e.g. compression: compressing ciphertext is useless.
     pub fn transform(mut self, stage: Arc<dyn Transform>) -> Self {

@@ -2,7 +2,7 @@
 
 use crate::cache::{Cache, CacheExt, CorruptEntryPolicy};
 use crate::codec::{Codec, MsgPack};
-use crate::connection::{self, RedisConfig, RedisConnection};
+use crate::connection::{self, Attempt, RedisConfig, RedisConnection};
 use crate::error::{CacheError, Result};
 use crate::keys::{effective_ttl, ttl_millis, Prefix};
 use crate::pipeline::{Pipeline, Transform};
@@ -23,10 +23,11 @@ enum Route {
     /// The live socket of the default connection number `index`.
     Direct {
         socket: redis::aio::MultiplexedConnection,
-        generation: u64,
+        attempt: Attempt,
         index: usize,
     },
-    /// Any other connection, or the default one while it reconnects.
+    /// Any other connection, or the default one while it reconnects or
+    /// fails fast.
     Handle(RedisConnection),
 }
 
@@ -55,6 +56,13 @@ impl redis::ToSingleRedisArg for PrefixedKey<'_> {}
 /// byte [`Pipeline`] (plain by default, so entries are byte-compatible with
 /// other clients using the same codec, rick's `RedisCache` included) and
 /// stored with `SET key value PX ttl`.
+///
+/// A server that stops answering costs one response timeout: the timeout
+/// opens the connection's health breaker and later calls fail fast with a
+/// connection error until a background `PING` is answered. A server that is
+/// down at start is not an error either (the cache starts degraded and
+/// connects in the background) unless
+/// [`RedisCacheBuilder::fail_on_connection_error`] asks for a strict start.
 ///
 /// ```no_run
 /// use memorix_runtime::{Cache, CacheExt, RedisCache, RedisConfig};
@@ -106,6 +114,7 @@ pub struct RedisCacheBuilder {
     pipeline: Pipeline,
     default_ttl: Option<Duration>,
     on_corrupt: CorruptEntryPolicy,
+    fail_on_connection_error: Option<bool>,
 }
 
 impl Default for RedisCacheBuilder {
@@ -118,6 +127,7 @@ impl Default for RedisCacheBuilder {
             pipeline: Pipeline::plain(),
             default_ttl: None,
             on_corrupt: CorruptEntryPolicy::Error,
+            fail_on_connection_error: None,
         }
     }
 }
@@ -175,12 +185,32 @@ impl RedisCacheBuilder {
         self
     }
 
+    /// Strict start: `connect()` returns the connection error when Redis is
+    /// unreachable (default `false`, or the config's
+    /// [`RedisConfig::fail_on_connection_error`]).
+    ///
+    /// By default the cache starts degraded instead, so a service boots
+    /// during a Redis outage: every call fails fast with a connection error
+    /// (memoized functions run their body uncached) while the connection is
+    /// opened in the background, and the cache uses Redis as soon as it
+    /// answers, without a restart. Applies to a standalone server; cluster
+    /// and sentinel configs need their seed nodes at start.
+    pub fn fail_on_connection_error(mut self, fail: bool) -> Self {
+        self.fail_on_connection_error = Some(fail);
+        self
+    }
+
     /// Opens the connection (unless one was given) and builds the cache.
+    /// An unreachable server starts the cache degraded unless
+    /// [`fail_on_connection_error`](Self::fail_on_connection_error) is set.
     pub async fn connect(self) -> Result<RedisCache> {
         if self.default_ttl.is_some_and(|t| t.is_zero()) {
             return Err(CacheError::config("default_ttl", "must be greater than zero"));
         }
-        let config = self.config.clone().unwrap_or_default();
+        let mut config = self.config.clone().unwrap_or_default();
+        if let Some(fail) = self.fail_on_connection_error {
+            config.fail_on_connection_error = fail;
+        }
         let opened = self.connection.is_none();
         let (client, conns) = match self.connection.clone() {
             Some(conn) => (None, vec![conn]),
@@ -276,31 +306,32 @@ impl RedisCache {
     }
 
     /// The connection for the next command: the default connection's live
-    /// socket itself while it is up (no shared handle cloned per call, which
-    /// is a contended reference count), else a handle.
+    /// socket itself while it is up and healthy (no shared handle cloned per
+    /// call, which is a contended reference count), else a handle, which
+    /// waits for a reconnect in progress or fails fast.
     fn route(&self) -> Result<Route> {
         let conns = self.conns.load();
         let conns = conns.as_ref().ok_or(CacheError::Closed)?;
         let index = self.next_index(conns.len());
         Ok(match &conns[index] {
             RedisConnection::Reconnecting(conn) => match conn.up() {
-                Some((socket, generation)) => Route::Direct {
-                    socket,
-                    generation,
-                    index,
-                },
+                Some((socket, attempt)) => Route::Direct { socket, attempt, index },
                 None => Route::Handle(conns[index].clone()),
             },
             other => Route::Handle(other.clone()),
         })
     }
 
-    /// Tells the default connection `index` that a command on its socket of
-    /// `generation` failed, so it reconnects if the socket broke.
-    fn report_failure(&self, index: usize, generation: u64, err: &redis::RedisError) {
+    /// Tells the default connection `index` how the command of `attempt`
+    /// on its socket went: a failure may open its health breaker or start a
+    /// reconnect; a success resets a failure count, if one was running.
+    fn report(&self, index: usize, attempt: Attempt, outcome: std::result::Result<(), &redis::RedisError>) {
         if let Some(conns) = self.conns.load().as_ref() {
             if let Some(RedisConnection::Reconnecting(conn)) = conns.get(index) {
-                conn.failed(generation, err);
+                match outcome {
+                    Ok(()) => conn.succeeded(attempt),
+                    Err(err) => conn.failed(attempt, err),
+                }
             }
         }
     }
@@ -339,34 +370,31 @@ impl RedisCache {
         cmd
     }
 
-    /// Runs a command with this cache's timeout-retry policy.
+    /// Runs a command with this cache's timeout-retry policy. The retry
+    /// takes a fresh route: after a timeout that opened the health breaker
+    /// it fails fast instead of waiting out a second timeout.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        match self.route()? {
-            Route::Direct {
-                mut socket,
-                generation,
-                index,
-            } => {
-                let result = self.query(cmd, &mut socket).await;
-                if let Err(err) = &result {
-                    self.report_failure(index, generation, err);
-                }
-                Ok(result?)
-            }
-            Route::Handle(mut conn) => Ok(self.query(cmd, &mut conn).await?),
+        match self.run_once(cmd).await? {
+            Err(err) if err.is_timeout() && self.retry_on_timeout => Ok(self.run_once(cmd).await??),
+            other => Ok(other?),
         }
     }
 
-    /// One command on `conn`, retried once after a timeout if configured.
-    async fn query<T, C>(&self, cmd: &redis::Cmd, conn: &mut C) -> redis::RedisResult<T>
-    where
-        T: redis::FromRedisValue,
-        C: redis::aio::ConnectionLike + Send,
-    {
-        match cmd.query_async(conn).await {
-            Err(err) if err.is_timeout() && self.retry_on_timeout => cmd.query_async(conn).await,
-            other => other,
-        }
+    async fn run_once<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<redis::RedisResult<T>> {
+        Ok(match self.route()? {
+            Route::Direct {
+                mut socket,
+                attempt,
+                index,
+            } => {
+                let result = cmd.query_async(&mut socket).await;
+                if attempt.counting() || result.is_err() {
+                    self.report(index, attempt, result.as_ref().map(|_| ()));
+                }
+                result
+            }
+            Route::Handle(mut conn) => cmd.query_async(&mut conn).await,
+        })
     }
 
     /// Runs a pipeline with this cache's timeout-retry policy.

@@ -144,6 +144,13 @@ pub fn named_cache(name: &str) -> Option<Arc<dyn Cache>> {
 /// variable is set; otherwise keeps the in-memory default. Returns true when
 /// Redis was configured.
 ///
+/// Redis being down at start is not an error: the cache starts degraded
+/// (memoized functions run their body uncached, with no added wait) and
+/// switches to Redis once it answers. Set
+/// `MEMORIX_FAIL_ON_CONNECTION_ERROR=true` for a strict start that returns
+/// the connection error instead (see
+/// [`RedisConfig::fail_on_connection_error`](crate::RedisConfig::fail_on_connection_error)).
+///
 /// ```no_run
 /// # async fn demo() -> memorix_runtime::Result<()> {
 /// if memorix_runtime::memo::init_from_env().await? {
@@ -154,10 +161,32 @@ pub fn named_cache(name: &str) -> Option<Arc<dyn Cache>> {
 pub async fn init_from_env() -> Result<bool> {
     match std::env::var("REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => {
-            let config = crate::RedisConfig::from_url(url.trim())?;
+            let strict = match std::env::var(STRICT_START_VAR) {
+                Ok(value) => strict_start(&value)?,
+                Err(_) => false,
+            };
+            let config = crate::RedisConfig::from_url(url.trim())?
+                .into_builder()
+                .fail_on_connection_error(strict)
+                .build()?;
             init(RedisCache::connect(config).await?);
             Ok(true)
         }
         _ => Ok(false),
+    }
+}
+
+/// The variable [`init_from_env`] reads for a strict start.
+const STRICT_START_VAR: &str = "MEMORIX_FAIL_ON_CONNECTION_ERROR";
+
+/// The boolean spellings `CacheFactory::from_env` accepts for the same variable.
+fn strict_start(value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(crate::CacheError::config(
+            "MEMORIX_FAIL_ON_CONNECTION_ERROR",
+            format!("`{value}` is not a boolean"),
+        )),
     }
 }

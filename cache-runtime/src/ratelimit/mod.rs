@@ -196,6 +196,12 @@ impl Store {
     }
 
     /// Redis: opens `config.max_connections()` self-healing connections.
+    ///
+    /// Redis being down at start is not an error: the store starts degraded,
+    /// limiters answer their [`OnUnavailable`] policy at once while it
+    /// connects in the background, and Redis decides again as soon as it
+    /// answers. With [`RedisConfig::fail_on_connection_error`] set, the
+    /// connection error is returned instead (a strict start).
     pub async fn connect(config: &RedisConfig) -> Result<Self> {
         let (_client, conns) = crate::connection::open(config).await?;
         Self::redis_pool(conns)

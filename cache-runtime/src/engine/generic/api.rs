@@ -4,7 +4,7 @@
 //! shares (`impl Cache`) is in `cache_impl.rs`.
 
 use super::backend::Backend;
-use super::breaker::{Breaker, Pending};
+use super::breaker::Pending;
 use super::callbacks::Callbacks;
 use super::{invalidation, security, spans};
 use super::{
@@ -13,6 +13,7 @@ use super::{
 };
 use crate::cache::Cache;
 use crate::codec;
+use crate::connection::health::Health;
 use crate::connection::{self, RedisConfig};
 use crate::envelope::Envelope;
 use crate::error::{CacheError, Result};
@@ -53,12 +54,13 @@ impl GenericRedisCache {
             // Fails fast on a bad TLS file: a config error, not an outage.
             connection::client_for(&redis_config)?;
         }
-        let opened =
-            match tokio::time::timeout(redis_config.connect_timeout() * 2, connection::open(&redis_config)).await {
-                Ok(Ok((_, conns))) => Ok(conns),
-                Ok(Err(err)) => Err(err),
-                Err(_) => Err(CacheError::Timeout),
-            };
+        let mut strict = redis_config.clone();
+        strict.fail_on_connection_error = true;
+        let opened = match tokio::time::timeout(redis_config.connect_timeout() * 2, connection::open(&strict)).await {
+            Ok(Ok((_, conns))) => Ok(conns),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(CacheError::Timeout),
+        };
         let backend = match opened {
             Ok(conns) => Some(Arc::new(Backend {
                 conns,
@@ -76,9 +78,10 @@ impl GenericRedisCache {
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             l1: L1::new(settings.l1_size),
-            breaker: Breaker::new(settings.breaker_threshold, memory_only),
+            breaker: Health::new(settings.breaker_threshold, settings.probe_interval, memory_only),
             pending: Pending::new(settings.max_pending),
-            probing: AtomicBool::new(false),
+            recovering: AtomicBool::new(false),
+            recovered: tokio::sync::Notify::new(),
             redis_config,
             min_tls: builder
                 .security

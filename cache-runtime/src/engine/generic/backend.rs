@@ -50,55 +50,68 @@ pub(super) enum Unavailable {
 
 impl Inner {
     /// Runs `pipe` on Redis unless the breaker is open. Connection-class
-    /// failures are counted and feed the breaker (a failed write opens it at
-    /// once); server errors (wrong type, ACL denial) are returned.
+    /// failures and timeouts are counted and feed the breaker (a failed
+    /// write opens it at once); server errors (wrong type, ACL denial) are
+    /// returned.
+    ///
+    /// A call admitted before a recovery that fails after it (it was stuck
+    /// on the dead connections) does not touch the breaker: it is run once
+    /// more on the connections installed by the recovery. Counting it would
+    /// re-open the breaker just after Redis came back.
     pub(super) async fn exec<T: redis::FromRedisValue>(
         &self,
         req: Req<'_>,
         key: &str,
         write: bool,
     ) -> Result<std::result::Result<T, Unavailable>> {
-        self.check_open()?;
-        let mut conn = match (self.breaker.is_closed(), self.backend.load().as_ref()) {
-            (true, Some(backend)) => backend.conn(),
-            _ => {
-                self.metrics.error("circuit_open");
-                return Ok(Err(Unavailable::Skipped));
-            }
-        };
-        let mut result = run(req, &mut conn).await;
-        if matches!(result, Err(CacheError::Connection(_))) {
-            // A dropped connection is re-opened by the connection manager:
-            // one immediate retry hides a server restart from the caller.
-            result = run(req, &mut conn).await;
-        }
-        match result {
-            Ok(value) => {
-                self.breaker.success();
-                Ok(Ok(value))
-            }
-            Err(err) => {
-                self.metrics.error(metrics::error_kind(&err));
-                self.callbacks
-                    .fire(CacheEvent::Error, key, Some(Tier::Redis), Some(&err));
-                if matches!(err, CacheError::Redis(_)) {
-                    return Err(err);
+        let mut may_rerun = true;
+        loop {
+            self.check_open()?;
+            let (ticket, mut conn) = match (self.breaker.admit(), self.backend.load().as_ref()) {
+                (Some(ticket), Some(backend)) => (ticket, backend.conn()),
+                _ => {
+                    self.metrics.error("circuit_open");
+                    return Ok(Err(Unavailable::Skipped));
                 }
-                tracing::debug!(error = %err, "redis unavailable; serving from memory");
-                let opened = if write {
-                    self.breaker.trip()
-                } else {
-                    self.breaker.failure()
-                };
-                if opened {
-                    Metrics::bump(&self.metrics.breaker_opens, "memorix_circuit_breaker_opens_total");
-                    tracing::warn!(error = %err, "Redis unavailable: circuit breaker open, serving from L1");
-                }
-                if !self.breaker.is_closed() {
-                    self.spawn_probe();
-                }
-                Ok(Err(Unavailable::Down))
+            };
+            let mut result = run(req, &mut conn).await;
+            if matches!(result, Err(CacheError::Connection(_))) {
+                // A dropped connection is re-opened by the connection manager:
+                // one immediate retry hides a server restart from the caller.
+                result = run(req, &mut conn).await;
             }
+            let err = match result {
+                Ok(value) => {
+                    self.breaker.success(ticket);
+                    return Ok(Ok(value));
+                }
+                Err(err) => err,
+            };
+            let server_reply = matches!(err, CacheError::Redis(_));
+            if !server_reply && may_rerun && self.breaker.is_stale(ticket) {
+                may_rerun = false;
+                continue;
+            }
+            self.metrics.error(metrics::error_kind(&err));
+            self.callbacks
+                .fire(CacheEvent::Error, key, Some(Tier::Redis), Some(&err));
+            if server_reply {
+                return Err(err);
+            }
+            tracing::debug!(error = %err, "redis unavailable; serving from memory");
+            let opened = if write {
+                self.breaker.trip()
+            } else {
+                self.breaker.failure(ticket)
+            };
+            if opened {
+                Metrics::bump(&self.metrics.breaker_opens, "memorix_circuit_breaker_opens_total");
+                tracing::warn!(error = %err, "Redis unavailable: circuit breaker open, serving from L1");
+            }
+            if !self.breaker.is_closed() {
+                self.spawn_probe();
+            }
+            return Ok(Err(Unavailable::Down));
         }
     }
 }

@@ -1,66 +1,21 @@
-//! The circuit breaker in front of Redis, and the writes kept for replay
-//! while it is open.
+//! Outage mode of the two-tier engine: the writes kept for replay while
+//! Redis is unreachable, and the probe that brings Redis back.
 //!
-//! Closed: every call goes to Redis; consecutive connection failures are
-//! counted and the breaker opens at the threshold (a failed *write* opens it
-//! at once, since that write now waits for replay). Open: calls skip Redis at
-//! once (no waiting out timeouts), L1 serves, writes are queued, and a
-//! background probe (see `super::recovery`) tries Redis every probe interval.
-//! When Redis answers, queued writes and removes are replayed, L1 is cleared
-//! (invalidations may have been missed) and the breaker closes.
+//! The circuit breaker itself is the connection layer's `Health`, the one
+//! every Redis path shares. Here it counts consecutive connection failures
+//! and timeouts (a failed *write* opens it at once, since that write now
+//! waits for replay). While it is open, calls skip Redis at once (no waiting
+//! out timeouts), L1 serves, writes are queued, and the breaker's probe runs
+//! [`probe_once`] every probe interval. When Redis answers, queued writes and
+//! removes are replayed, L1 is cleared (invalidations may have been missed)
+//! and the breaker closes (see `super::recovery`).
 
 use super::Inner;
-use crate::connection;
+use crate::connection::{self, health::Probe};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
-
-/// Consecutive-failure circuit breaker.
-#[derive(Debug)]
-pub(crate) struct Breaker {
-    open: AtomicBool,
-    failures: AtomicU32,
-    threshold: u32,
-}
-
-impl Breaker {
-    pub(crate) fn new(threshold: u32, open: bool) -> Self {
-        Breaker {
-            open: AtomicBool::new(open),
-            failures: AtomicU32::new(0),
-            threshold,
-        }
-    }
-
-    /// True while calls may go to Redis.
-    #[inline]
-    pub(crate) fn is_closed(&self) -> bool {
-        !self.open.load(Relaxed)
-    }
-
-    pub(crate) fn success(&self) {
-        if self.failures.load(Relaxed) != 0 {
-            self.failures.store(0, Relaxed);
-        }
-    }
-
-    /// Counts a failure; true if this one opened the breaker.
-    pub(crate) fn failure(&self) -> bool {
-        let n = self.failures.fetch_add(1, Relaxed) + 1;
-        n >= self.threshold && self.trip()
-    }
-
-    /// Opens the breaker now; true if it was closed.
-    pub(crate) fn trip(&self) -> bool {
-        !self.open.swap(true, Relaxed)
-    }
-
-    pub(crate) fn close(&self) {
-        self.failures.store(0, Relaxed);
-        self.open.store(false, Relaxed);
-    }
-}
 
 /// A write that did not reach Redis.
 #[derive(Debug, Clone)]
@@ -80,6 +35,32 @@ impl PendingOp {
             Some(at) => {
                 let left = at.saturating_duration_since(Instant::now());
                 (!left.is_zero()).then_some(Some(left))
+            }
+        }
+    }
+
+    /// The commands that apply this op to `full_key` (a set whose TTL ran out
+    /// is a removal).
+    pub(crate) fn add_to(&self, pipe: &mut redis::Pipeline, full_key: &str) {
+        match self {
+            PendingOp::Set { sealed, expires } => match PendingOp::remaining(*expires) {
+                Some(Some(ttl)) => {
+                    pipe.cmd("SET")
+                        .arg(full_key)
+                        .arg(sealed.as_slice())
+                        .arg("PX")
+                        .arg(crate::keys::ttl_millis(ttl))
+                        .ignore();
+                }
+                Some(None) => {
+                    pipe.cmd("SET").arg(full_key).arg(sealed.as_slice()).ignore();
+                }
+                None => {
+                    pipe.cmd("UNLINK").arg(full_key).ignore();
+                }
+            },
+            PendingOp::Remove => {
+                pipe.cmd("UNLINK").arg(full_key).ignore();
             }
         }
     }
@@ -107,20 +88,25 @@ impl Pending {
         self.ops.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `op`; `under_lock` runs while the queue is locked (the caller
-    /// opens the breaker there, so a recovery cannot close it in between).
-    pub(crate) fn push(&self, key: String, op: PendingOp, under_lock: impl FnOnce()) {
+    /// Queues `op` if `under_lock`, run while the queue is locked, says so
+    /// (the caller checks the breaker there, so a recovery cannot close it in
+    /// between); otherwise hands `op` back. `None` when queued
+    /// (or dropped, past `max`).
+    pub(crate) fn push(&self, key: String, op: PendingOp, under_lock: impl FnOnce() -> bool) -> Option<PendingOp> {
         let mut ops = self.lock();
-        under_lock();
+        if !under_lock() {
+            return Some(op);
+        }
         if ops.len() >= self.max && !ops.contains_key(&key) {
             self.dropped.fetch_add(1, Relaxed);
             tracing::warn!(
                 max = self.max,
                 "too many writes queued while Redis is down; one was dropped"
             );
-            return;
+            return None;
         }
         ops.insert(key, op);
+        None
     }
 
     pub(crate) fn take(&self) -> HashMap<String, PendingOp> {
@@ -140,39 +126,42 @@ impl Pending {
     }
 }
 
-/// Tries Redis every probe interval until it answers, then hands fresh
-/// connections to `Inner::recover`. Ends when the cache is dropped or closed.
-pub(crate) async fn probe_loop(inner: Weak<Inner>) {
-    loop {
-        let (interval, connect_timeout) = match inner.upgrade() {
-            Some(i) => (i.settings.probe_interval, i.redis_config.connect_timeout()),
-            None => return,
-        };
-        tokio::time::sleep(interval).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.closed.load(Relaxed) {
-            inner.probing.store(false, Relaxed);
-            return;
-        }
-        // A cheap check first: one plain connection and a PING.
-        let settings = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(connect_timeout));
-        let config = inner.redis_config.clone();
-        let ping = async move {
-            let client = connection::pubsub_client(&config).await?;
-            let mut conn = client.get_multiplexed_async_connection_with_config(&settings).await?;
-            redis::cmd("PING").query_async::<()>(&mut conn).await?;
-            Ok::<_, crate::CacheError>(())
-        };
-        if !matches!(tokio::time::timeout(connect_timeout, ping).await, Ok(Ok(()))) {
-            continue;
-        }
-        let opened = tokio::time::timeout(connect_timeout * 2, connection::open(&inner.redis_config)).await;
-        let Ok(Ok((_, conns))) = opened else { continue };
-        if inner.recover(conns).await {
-            return;
-        }
+/// One probe of an open breaker: a cheap check first (one plain connection
+/// and a `PING`), then fresh connections handed to `Inner::recover`, which
+/// replays the queued writes and closes the breaker.
+pub(crate) async fn probe_once(inner: Weak<Inner>) -> Probe {
+    let Some(inner) = inner.upgrade() else {
+        return Probe::Stop;
+    };
+    if inner.closed.load(Relaxed) {
+        return Probe::Stop;
+    }
+    let connect_timeout = inner.redis_config.connect_timeout();
+    let settings = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(connect_timeout));
+    let config = inner.redis_config.clone();
+    let ping = async move {
+        let client = connection::pubsub_client(&config).await?;
+        let mut conn = client.get_multiplexed_async_connection_with_config(&settings).await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok::<_, crate::CacheError>(())
+    };
+    if !matches!(tokio::time::timeout(connect_timeout, ping).await, Ok(Ok(()))) {
+        return Probe::Silent;
+    }
+    let opened = tokio::time::timeout(connect_timeout * 2, connection::open(&inner.strict_config())).await;
+    let Ok(Ok((_, conns))) = opened else {
+        return Probe::Silent;
+    };
+    inner.recovering.store(true, SeqCst);
+    let recovered = inner.recover(conns).await;
+    inner.recovering.store(false, SeqCst);
+    inner.recovered.notify_waiters();
+    if recovered {
+        Probe::Answered
+    } else {
+        Probe::Silent
     }
 }
 
@@ -181,38 +170,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn opens_at_the_threshold_and_closes() {
-        let breaker = Breaker::new(3, false);
-        assert!(!breaker.failure());
-        breaker.success();
-        assert!(!breaker.failure());
-        assert!(!breaker.failure());
-        assert!(breaker.failure());
-        assert!(!breaker.is_closed());
-        assert!(!breaker.failure(), "already open");
-        breaker.close();
-        assert!(breaker.is_closed());
-    }
-
-    #[test]
     fn pending_keeps_the_latest_op_and_is_bounded() {
         let pending = Pending::new(2);
-        pending.push("a".into(), PendingOp::Remove, || {});
+        pending.push("a".into(), PendingOp::Remove, || true);
         pending.push(
             "a".into(),
             PendingOp::Set {
                 sealed: vec![1],
                 expires: None,
             },
-            || {},
+            || true,
         );
-        pending.push("b".into(), PendingOp::Remove, || {});
-        pending.push("c".into(), PendingOp::Remove, || {});
+        assert!(
+            pending.push("b".into(), PendingOp::Remove, || false).is_some(),
+            "handed back when the caller says not to queue"
+        );
+        pending.push("b".into(), PendingOp::Remove, || true);
+        pending.push("c".into(), PendingOp::Remove, || true);
         assert_eq!(pending.len(), 2);
         assert_eq!(pending.dropped.load(Relaxed), 1);
         let ops = pending.take();
         assert!(matches!(ops["a"], PendingOp::Set { .. }));
-        pending.push("a".into(), PendingOp::Remove, || {});
+        pending.push("a".into(), PendingOp::Remove, || true);
         pending.restore(ops);
         assert!(matches!(pending.take()["a"], PendingOp::Remove));
     }

@@ -78,7 +78,7 @@ impl Cache for GenericRedisCache {
                     Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
                     inner.l1_put(&key, bytes, ttl);
                     let expires = ttl.and_then(|t| Instant::now().checked_add(t));
-                    inner.defer(full, PendingOp::Set { sealed, expires });
+                    inner.defer(full, PendingOp::Set { sealed, expires }).await;
                     Ok(())
                 }
                 Err(err) => {
@@ -225,7 +225,7 @@ impl Cache for GenericRedisCache {
                     n > 0
                 }
                 Err(_) => {
-                    inner.defer(full, PendingOp::Remove);
+                    inner.defer(full, PendingOp::Remove).await;
                     in_l1
                 }
             };

@@ -57,10 +57,11 @@ pub use self::factory::CacheFactory;
 pub use self::security::{SecurityConfig, SecurityStatus, SecurityValidation, TlsVersion, SECURE_SCORE};
 
 use self::backend::Backend;
-use self::breaker::{Breaker, Pending};
+use self::breaker::Pending;
 use self::callbacks::Callbacks;
 use self::config::Settings;
 use crate::codec::Codec;
+use crate::connection::health::Health;
 use crate::connection::RedisConfig;
 use crate::error::{CacheError, Result};
 use crate::keys::Prefix;
@@ -82,9 +83,14 @@ pub(crate) struct Inner {
     pub(crate) redis_config: RedisConfig,
     min_tls: TlsVersion,
     backend: ArcSwapOption<Backend>,
-    breaker: Breaker,
+    /// The shared circuit breaker (`connection::health`), in front of Redis.
+    breaker: Health,
     pending: Pending,
-    probing: AtomicBool,
+    /// Set while a recovery replays the queue: writes wait for it instead
+    /// of queuing (a queue that keeps growing would never drain).
+    recovering: AtomicBool,
+    /// Woken when a recovery ends.
+    recovered: tokio::sync::Notify,
     l1: L1,
     prefix: Prefix,
     codec: Arc<dyn Codec>,
@@ -173,6 +179,15 @@ impl Inner {
             Some(max) if key.len() > max => Cow::Owned(factory::hashed_key(key)),
             _ => Cow::Borrowed(key),
         }
+    }
+
+    /// The config with a strict start: the engine opens its connections
+    /// itself and needs to know when Redis is unreachable (it then runs
+    /// memory-only and probes).
+    fn strict_config(&self) -> RedisConfig {
+        let mut config = self.redis_config.clone();
+        config.fail_on_connection_error = true;
+        config
     }
 
     fn finish(&self, op: Op, started: Instant) {
