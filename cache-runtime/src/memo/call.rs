@@ -10,7 +10,7 @@
 //! nothing was cached.
 
 use super::flight::{Flights, Leader, Outcome, Role};
-use super::key::{build_key, with_key, KeyBuf};
+use super::key::{build_key, push_namespace, with_key, KeyBuf};
 use super::l0::{key_hash, PinSlot, TypedFront};
 use super::registry::{default_slot, named_slot, Slot, ENCRYPTED_CACHE};
 use super::spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
@@ -224,7 +224,10 @@ impl Memo {
 
     #[inline]
     fn start_key(&self, k: &mut KeyBuf) {
-        k.lit(self.spec.prefix);
+        match self.spec.prefix {
+            Some(prefix) => k.lit(prefix),
+            None => push_namespace(k),
+        }
         if self.spec.derived_key {
             k.lit(self.spec.name);
             k.lit(":");

@@ -8,6 +8,8 @@
 //!   then); [`init_from_env`] connects it to `REDIS_URL` when that is set.
 //! - [`register`] names a cache for `#[cached(cache = "name")]`; an encrypted
 //!   engine registered as [`ENCRYPTED_CACHE`] serves `#[cached(encrypt)]`.
+//! - [`set_namespace`] chooses what memoized keys start with (default
+//!   `"memorix:"`); `prefix = "..."` on an attribute replaces it.
 //! - [`default_cache`] / [`named_cache`] hand the caches back, e.g. to purge.
 //! - [`stats`] counts misses, absorbed cache errors, stale answers and
 //!   coalesced callers.
@@ -28,7 +30,7 @@ mod tier;
 
 pub use args::{Args, Exact, KeyPart, ViaArgs, ViaKeyText};
 pub use call::{CacheHandle, Lookup, Memo, Miss, Storable};
-pub use key::{KeyBuf, KeyError, MAX_ARGS_LEN};
+pub use key::{namespace, set_namespace, KeyBuf, KeyError, DEFAULT_NAMESPACE, MAX_ARGS_LEN};
 pub use l0::{PinKey, ThreadPin};
 pub use registry::{
     default_cache, init, init_from_env, init_shared, named_cache, register, register_shared, ENCRYPTED_CACHE,
