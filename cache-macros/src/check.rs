@@ -1,7 +1,7 @@
 //! Step 3: rules that span several options, or options and the function.
 
 use crate::ast::{Func, Return};
-use crate::attr::{CacheOpt, Kind, Options, Segment};
+use crate::attr::{CacheOpt, Codec, Kind, Options, Segment};
 use crate::ctxt::Ctxt;
 use syn::spanned::Spanned;
 use syn::Type;
@@ -136,7 +136,7 @@ fn check_mut_refs(func: &Func, cx: &Ctxt) {
 
 fn check_codec(opts: &Options, cx: &Ctxt) {
     let Some(codec) = &opts.codec else { return };
-    if codec.value != "raw" {
+    if codec.value != Codec::Raw {
         return;
     }
     if opts.encrypt.is_some() {

@@ -57,6 +57,18 @@ pub(crate) fn push_namespace(buf: &mut KeyBuf) {
 /// Argument text longer than this is hashed.
 pub const MAX_ARGS_LEN: usize = 200;
 
+/// A value that can be written into a cache key: anything `Serialize`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: key values must implement `serde::Serialize`",
+    label = "this value is written into the key",
+    note = "derive `serde::Serialize` for it, or give `key = \"...\"` naming the arguments (or fields) that identify the result"
+)]
+pub trait KeyValue: Serialize {}
+
+// Not recommended: a missing `Serialize` is reported as the key rule above.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + ?Sized> KeyValue for T {}
+
 /// The key being built: the generated code pushes template text and arguments.
 #[derive(Debug, Default)]
 pub struct KeyBuf {
@@ -88,7 +100,7 @@ impl KeyBuf {
 
     /// Appends one argument of a derived key, `:`-separated from the previous one.
     #[inline]
-    pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) {
+    pub fn arg<T: KeyValue + ?Sized>(&mut self, value: &T) {
         if self.buf.len() > self.args_start {
             self.buf.push(':');
         }
@@ -113,7 +125,7 @@ impl KeyBuf {
 
     /// Appends one value (a template placeholder) with no separator.
     #[inline]
-    pub fn part<T: Serialize + ?Sized>(&mut self, value: &T) {
+    pub fn part<T: KeyValue + ?Sized>(&mut self, value: &T) {
         // A serializer that cannot fail on text output: errors only come from
         // user `Serialize` impls, and then the key still gets a marker.
         if value.serialize(KeyWriter { out: &mut self.buf }).is_err() {
