@@ -81,7 +81,7 @@ async fn cache_aside_write_through_and_eviction_share_keys() {
 
 #[tokio::test]
 async fn companions_invalidate_prime_no_cache_and_key() {
-    assert_eq!(get_user_cache_key(2), "user:2");
+    assert_eq!(get_user_cache_key(2), "memorix:user:2");
     get_user(2).await.unwrap();
     assert!(get_user_invalidate(2).await.unwrap());
     assert!(!get_user_invalidate(2).await.unwrap(), "already gone");
@@ -119,7 +119,7 @@ fn sync_functions_with_reference_arguments_and_derived_keys() {
     assert_eq!(greet("ada", "fr"), "fr:hello ada");
     assert_eq!(SYNC_RUNS.load(SeqCst) - before, 2);
     // Derived keys: module path, function name, then the arguments.
-    assert_eq!(greet_cache_key("ada", "en"), "macros::greet:ada:en");
+    assert_eq!(greet_cache_key("ada", "en"), "memorix:macros::greet:ada:en");
     assert_ne!(greet_cache_key("a:b", "c"), greet_cache_key("a", "b:c"));
     assert!(greet_invalidate("ada", "en").unwrap());
     greet_prime("bob", "en", "hi bob".into()).unwrap();
@@ -130,7 +130,7 @@ fn sync_functions_with_reference_arguments_and_derived_keys() {
 fn long_keys_are_hashed() {
     let long = "x".repeat(1_000);
     let key = greet_cache_key(&long, "en");
-    assert!(key.starts_with("macros::greet:#") && key.len() < 100, "{key}");
+    assert!(key.starts_with("memorix:macros::greet:#") && key.len() < 100, "{key}");
     assert_eq!(greet(&long, "en"), format!("en:hello {long}"));
 }
 
@@ -346,7 +346,8 @@ impl Repo {
         format!("{}/{id}", self.tenant)
     }
 
-    #[cached(name = "repo-count")]
+    // Shared between instances on purpose: the key leaves `self` out.
+    #[cached(key = "repo-count:{table}")]
     fn count(&self, table: &str) -> usize {
         self.calls.fetch_add(1, SeqCst);
         table.len()
@@ -354,7 +355,7 @@ impl Repo {
 }
 
 #[tokio::test]
-async fn methods_leave_self_out_of_derived_keys() {
+async fn methods_key_on_self_or_share_explicitly() {
     let a = Repo {
         tenant: "a".into(),
         calls: AtomicUsize::new(0),
@@ -367,16 +368,25 @@ async fn methods_leave_self_out_of_derived_keys() {
     assert_eq!(b.load(1).await, "b/1", "the template names self.tenant");
     assert_eq!(a.load(1).await, "a/1");
     assert_eq!(a.calls.load(SeqCst), 1);
-    assert_eq!(a.load_cache_key(1), "repo:a:1");
+    assert_eq!(a.load_cache_key(1), "memorix:repo:a:1");
     assert_eq!(a.count("users"), 5);
-    assert_eq!(b.count("users"), 5, "self is not in the derived key: a hit");
+    assert_eq!(b.count("users"), 5, "self is not in the key: a hit");
     assert_eq!(b.calls.load(SeqCst), 1);
-    assert_eq!(b.count_cache_key("users"), "repo-count:users");
+    assert_eq!(b.count_cache_key("users"), "memorix:repo-count:users");
 }
 
-#[cached(key = "generic:{value}")]
+static DESCRIBE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
 fn describe<T: Serialize + std::fmt::Debug>(value: T) -> String {
+    DESCRIBE_RUNS.fetch_add(1, SeqCst);
     format!("{value:?}")
+}
+
+/// A template that ignores `T`: instantiations still get their own entries.
+#[cached(key = "generic:{id}")]
+fn typed_default<T: Default + std::fmt::Debug>(id: u32) -> String {
+    format!("{id}:{:?}", T::default())
 }
 
 #[cached(key = "impl:{id}")]
@@ -386,9 +396,24 @@ fn with_impl_trait(id: u32, log: impl Fn(u32)) -> u32 {
 }
 
 #[test]
-fn generic_and_impl_trait_arguments() {
-    assert_eq!(describe(5u8), "5");
-    assert_eq!(describe("five"), "\"five\"");
+fn generic_functions_keep_instantiations_apart() {
+    // Same key text for every argument: only the type tells them apart.
+    assert_eq!(describe(1u8), "1");
+    assert_eq!(describe("1"), "\"1\"");
+    assert_eq!(describe(1i64), "1");
+    assert_eq!(describe(1u8), "1");
+    assert_eq!(DESCRIBE_RUNS.load(SeqCst), 3, "one run per instantiation");
+    assert_eq!(describe_cache_key(1u8), "memorix:macros::describe:<u8>:1");
+    assert_ne!(describe_cache_key(1u8), describe_cache_key(1i64));
+    assert_eq!(typed_default::<u8>(3), "3:0");
+    assert_eq!(typed_default::<String>(3), "3:\"\"");
+    assert_eq!(typed_default::<Option<u8>>(3), "3:None");
+    assert_eq!(typed_default::<u8>(3), "3:0");
+    assert_eq!(typed_default_cache_key::<u8>(3), "memorix:<u8>:generic:3");
+}
+
+#[test]
+fn impl_trait_arguments() {
     let seen = AtomicUsize::new(0);
     assert_eq!(
         with_impl_trait(1, |_| {
@@ -434,13 +459,13 @@ async fn named_cache_json_codec_prefix_and_compression() {
     assert_eq!(stored["name"], "json");
 
     assert_eq!(big(10_000).await.len(), 10_000);
-    let stored = cache.get_bytes("big:10000").await.unwrap().unwrap();
+    let stored = cache.get_bytes("memorix:big:10000").await.unwrap().unwrap();
     assert!(stored.len() < 1_000, "stored compressed: {} bytes", stored.len());
     assert_eq!(big(10_000).await.len(), 10_000);
 
     // Writes through the registry handle drop the decoded copy too.
     cache.remove("app:named:3").await.unwrap();
-    cache.set_bytes("big:10000", &[0xff], None).await.unwrap();
+    cache.set_bytes("memorix:big:10000", &[0xff], None).await.unwrap();
     let errors = memo::stats().cache_errors;
     assert_eq!(
         big(10_000).await.len(),
@@ -466,12 +491,15 @@ fn secret(id: u32) -> u32 {
 
 #[test]
 fn a_missing_cache_fails_open() {
-    let errors = memo::stats().cache_errors;
+    let misconfigured = memo::stats().misconfigured;
     assert_eq!(uses_missing_cache(1), 1);
     assert_eq!(uses_missing_cache(1), 1);
     assert_eq!(secret(1), 1, "no encrypted cache registered: runs uncached");
     assert_eq!(MISSING_RUNS.load(SeqCst), 3, "nothing cached");
-    assert!(memo::stats().cache_errors >= errors + 3);
+    assert!(
+        memo::stats().misconfigured >= misconfigured + 3,
+        "each uncached call is counted"
+    );
     let err = uses_missing_cache_invalidate(1).unwrap_err();
     assert!(
         err.to_string().contains("memorix::register(\"never-registered\""),
@@ -501,8 +529,8 @@ async fn cache_expression_picks_the_engine_per_call() {
         cache: Arc::new(MemoryCache::new(10)),
     };
     assert_eq!(one.get(1).await, 101);
-    assert!(one.cache.has("svc:1").await.unwrap());
-    assert!(!two.cache.has("svc:1").await.unwrap());
+    assert!(one.cache.has("memorix:svc:1").await.unwrap());
+    assert!(!two.cache.has("memorix:svc:1").await.unwrap());
     two.get_prime(1, 5).await.unwrap();
     assert_eq!(two.get(1).await, 5);
     assert_eq!(one.get(1).await, 101);
@@ -555,7 +583,7 @@ fn crate_option_accepts_a_re_export_path() {
         x * 2
     }
     assert_eq!(doubled(4), 8);
-    assert_eq!(doubled_cache_key(4), "crate-opt:4");
+    assert_eq!(doubled_cache_key(4), "memorix:crate-opt:4");
 }
 
 // ------------------------------------------------ the argument-keyed front

@@ -4,13 +4,24 @@
 use crate::ctxt::Ctxt;
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
+use syn::{FnArg, GenericArgument, GenericParam, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 /// One argument of the function (not the receiver).
 pub struct Arg {
     pub ident: Ident,
+    /// The declared type.
+    pub ty: Type,
     /// Declared as `impl Trait`: cannot be named in a derived key.
     pub impl_trait: Option<Span>,
+    /// Declared as `&mut T`: a cache hit would skip the body's changes to it.
+    pub mut_ref: Option<Span>,
+}
+
+/// The `self` receiver of a method.
+pub struct Receiver {
+    pub span: Span,
+    /// `&mut self`: a cache hit would skip the body's changes to `self`.
+    pub is_mut_ref: bool,
 }
 
 /// What the function returns, as far as caching cares.
@@ -27,8 +38,12 @@ pub enum Return {
 pub struct Func {
     pub item: ItemFn,
     pub is_async: bool,
-    pub has_receiver: bool,
+    pub receiver: Option<Receiver>,
     pub args: Vec<Arg>,
+    /// Type and const parameters, by name: a derived key names their
+    /// instantiation so one generic function never shares entries across types.
+    pub type_params: Vec<Ident>,
+    pub const_params: Vec<Ident>,
     /// The return type as written (`()` when omitted).
     pub ret: Type,
     pub ret_kind: Return,
@@ -37,17 +52,28 @@ pub struct Func {
 impl Func {
     /// Models `item`, reporting what memoization cannot support.
     pub fn from_item(item: ItemFn, cx: &Ctxt) -> Func {
-        let mut has_receiver = false;
+        let mut receiver = None;
         let mut args = Vec::new();
         for input in &item.sig.inputs {
             match input {
-                FnArg::Receiver(_) => has_receiver = true,
+                FnArg::Receiver(r) => {
+                    receiver = Some(Receiver {
+                        span: r.span(),
+                        is_mut_ref: r.reference.is_some() && r.mutability.is_some(),
+                    })
+                }
                 FnArg::Typed(pt) => {
                     let impl_trait = matches!(*pt.ty, Type::ImplTrait(_)).then(|| pt.ty.span());
+                    let mut_ref = match &*pt.ty {
+                        Type::Reference(r) if r.mutability.is_some() => Some(r.span()),
+                        _ => None,
+                    };
                     match &*pt.pat {
                         Pat::Ident(pi) if pi.subpat.is_none() => args.push(Arg {
                             ident: pi.ident.clone(),
+                            ty: (*pt.ty).clone(),
                             impl_trait,
+                            mut_ref,
                         }),
                         other => cx.error(
                             other.span(),
@@ -63,14 +89,35 @@ impl Func {
         };
         check_return(&ret, cx);
         let ret_kind = return_kind(&ret);
+        let mut type_params = Vec::new();
+        let mut const_params = Vec::new();
+        for param in &item.sig.generics.params {
+            match param {
+                GenericParam::Type(t) => type_params.push(t.ident.clone()),
+                GenericParam::Const(c) => const_params.push(c.ident.clone()),
+                GenericParam::Lifetime(_) => {}
+            }
+        }
         Func {
             is_async: item.sig.asyncness.is_some(),
-            has_receiver,
+            receiver,
             args,
+            type_params,
+            const_params,
             ret,
             ret_kind,
             item,
         }
+    }
+
+    /// True for a method (`self`, `&self`, `&mut self`).
+    pub fn has_receiver(&self) -> bool {
+        self.receiver.is_some()
+    }
+
+    /// True when the function has type or const parameters.
+    pub fn is_generic(&self) -> bool {
+        !self.type_params.is_empty() || !self.const_params.is_empty()
     }
 
     /// The argument named `name`, if any.

@@ -74,8 +74,35 @@ pub const VALUE: &str = "value";
 pub const ALL_ENTRIES: &str = "all_entries";
 pub const BEFORE_INVOCATION: &str = "before_invocation";
 
-const CODECS: &[&str] = &["msgpack", "json", "pickle", "raw"];
-const LOCKS: &[&str] = &["local", "distributed", "none"];
+/// `codec = "..."`: how stored values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    MsgPack,
+    Json,
+    Pickle,
+    Raw,
+}
+
+const CODECS: &[(&str, Codec)] = &[
+    ("msgpack", Codec::MsgPack),
+    ("json", Codec::Json),
+    ("pickle", Codec::Pickle),
+    ("raw", Codec::Raw),
+];
+
+/// `lock = "..."`: how concurrent misses of one key are coalesced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Local,
+    Distributed,
+    None,
+}
+
+const LOCKS: &[(&str, Lock)] = &[
+    ("local", Lock::Local),
+    ("distributed", Lock::Distributed),
+    ("none", Lock::None),
+];
 
 /// A value with the span of the option that set it.
 #[derive(Debug, Clone)]
@@ -119,14 +146,14 @@ pub struct Options {
     pub cache: Option<Spanned<CacheOpt>>,
     pub encrypt: Option<Span>,
     pub compress: Option<Span>,
-    pub codec: Option<Spanned<String>>,
+    pub codec: Option<Spanned<Codec>>,
     pub cache_err: Option<Span>,
     pub cache_none: Option<Span>,
     pub unless: Option<Spanned<Box<Expr>>>,
     pub jitter_ms: Option<Spanned<u64>>,
     pub refresh_beta: Option<Spanned<f64>>,
     pub stale_ms: Option<Spanned<u64>>,
-    pub lock: Option<Spanned<String>>,
+    pub lock: Option<Spanned<Lock>>,
     pub krate: Option<syn::Path>,
     pub value: Option<Spanned<Box<Expr>>>,
     pub all_entries: Option<Span>,
@@ -136,7 +163,15 @@ pub struct Options {
 /// Parses the attribute's arguments, reporting problems into `cx`.
 pub fn parse(kind: Kind, args: TokenStream, cx: &Ctxt) -> Options {
     let mut opts = Options::default();
+    let mut seen = Vec::new();
     let parser = syn::meta::parser(|meta| {
+        let name = option_name(&meta.path);
+        if seen.contains(&name) {
+            cx.error(meta.path.span(), format!("`{name}` is given more than once; keep one"));
+            skip_value(&meta, cx);
+            return Ok(());
+        }
+        seen.push(name);
         parse_one(kind, &meta, &mut opts, cx);
         Ok(())
     });
@@ -146,14 +181,18 @@ pub fn parse(kind: Kind, args: TokenStream, cx: &Ctxt) -> Options {
     opts
 }
 
+/// An option's name as written (`ttl`, `crate`, or a whole path).
+fn option_name(path: &syn::Path) -> String {
+    path.get_ident()
+        .map(|i| i.to_string())
+        .or_else(|| path.is_ident("crate").then(|| "crate".to_owned()))
+        .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""))
+}
+
 fn parse_one(kind: Kind, meta: &ParseNestedMeta<'_>, opts: &mut Options, cx: &Ctxt) {
     let path = &meta.path;
     let span = path.span();
-    let name = path
-        .get_ident()
-        .map(|i| i.to_string())
-        .or_else(|| path.is_ident("crate").then(|| "crate".to_owned()))
-        .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
+    let name = option_name(path);
     let has_value = meta.input.peek(syn::Token![=]);
     if !kind.allowed().contains(&name.as_str()) {
         let expected = kind
@@ -228,24 +267,8 @@ fn parse_one(kind: Kind, meta: &ParseNestedMeta<'_>, opts: &mut Options, cx: &Ct
             match name.as_str() {
                 PREFIX => opts.prefix = Some(slot),
                 NAME => opts.name = Some(slot),
-                CODEC => {
-                    if !CODECS.contains(&slot.value.as_str()) {
-                        cx.error(
-                            slot.span,
-                            format!("unknown codec `{}`; expected one of: {}", slot.value, list(CODECS)),
-                        );
-                    }
-                    opts.codec = Some(slot);
-                }
-                _ => {
-                    if !LOCKS.contains(&slot.value.as_str()) {
-                        cx.error(
-                            slot.span,
-                            format!("unknown lock `{}`; expected one of: {}", slot.value, list(LOCKS)),
-                        );
-                    }
-                    opts.lock = Some(slot);
-                }
+                CODEC => opts.codec = choice(CODEC, &slot, CODECS, cx),
+                _ => opts.lock = choice(LOCK, &slot, LOCKS, cx),
             }
         }
         KEY => {
@@ -315,8 +338,26 @@ fn parse_one(kind: Kind, meta: &ParseNestedMeta<'_>, opts: &mut Options, cx: &Ct
     }
 }
 
-fn list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+/// Looks `slot` up in `table`, the one place a choice's spelling is checked.
+fn choice<T: Copy>(name: &str, slot: &Spanned<String>, table: &[(&str, T)], cx: &Ctxt) -> Option<Spanned<T>> {
+    match table.iter().find(|(spelling, _)| *spelling == slot.value) {
+        Some((_, value)) => Some(Spanned {
+            value: *value,
+            span: slot.span,
+        }),
+        None => {
+            let expected = table
+                .iter()
+                .map(|(s, _)| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            cx.error(
+                slot.span,
+                format!("unknown {name} `{}`; expected one of: {expected}", slot.value),
+            );
+            None
+        }
+    }
 }
 
 fn skip_value(meta: &ParseNestedMeta<'_>, cx: &Ctxt) {
@@ -381,7 +422,7 @@ fn duration_ms(name: &str, expr: &Expr, cx: &Ctxt) -> Option<u64> {
 
 /// The runtime's duration syntax (`ms`, `s`, `m`, `h`, `d`; bare = seconds),
 /// checked at compile time.
-fn parse_duration(text: &str) -> Option<u64> {
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return secs.checked_mul(1000);

@@ -1,7 +1,7 @@
 //! Step 3: rules that span several options, or options and the function.
 
 use crate::ast::{Func, Return};
-use crate::attr::{CacheOpt, Kind, Options, Segment};
+use crate::attr::{CacheOpt, Codec, Kind, Options, Segment};
 use crate::ctxt::Ctxt;
 use syn::spanned::Spanned;
 use syn::Type;
@@ -9,6 +9,9 @@ use syn::Type;
 /// Reports every rule `opts` and `func` break together.
 pub fn check(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
     check_key(kind, opts, func, cx);
+    if kind == Kind::Cached {
+        check_mut_refs(func, cx);
+    }
     check_codec(opts, cx);
     check_return_options(opts, func, cx);
     if let (Some(_), Some(cache)) = (opts.encrypt, &opts.cache) {
@@ -41,7 +44,7 @@ fn check_key(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
             for segment in &template.segments {
                 let Segment::Arg { root, .. } = segment else { continue };
                 if root == "self" {
-                    if !func.has_receiver {
+                    if !func.has_receiver() {
                         cx.error(
                             template.lit.span(),
                             "`key` names `self`, but the function has no `self` receiver",
@@ -75,6 +78,21 @@ fn check_key(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
                 );
                 return;
             }
+            if let (Kind::Cached, Some(receiver)) = (kind, &func.receiver) {
+                let example = func
+                    .args
+                    .iter()
+                    .map(|a| format!(":{{{}}}", a.ident))
+                    .collect::<String>();
+                cx.error(
+                    receiver.span,
+                    format!(
+                        "#[cached] on a method needs `key = \"...\"`: a key derived from the arguments ignores `self`, \
+                         so every instance would share entries; name what identifies the instance, e.g. \
+                         `key = \"{{self.id}}{example}\"`, or write a key without `self` if instances should share"
+                    ),
+                );
+            }
             if kind == Kind::Cached {
                 for arg in &func.args {
                     if let Some(span) = arg.impl_trait {
@@ -93,9 +111,32 @@ fn check_key(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
     }
 }
 
+/// A cache hit skips the body, so changes it would make through `&mut` never happen.
+fn check_mut_refs(func: &Func, cx: &Ctxt) {
+    if let Some(receiver) = func.receiver.as_ref().filter(|r| r.is_mut_ref) {
+        cx.error(
+            receiver.span,
+            "#[cached] cannot memoize a `&mut self` method: a cache hit skips the body, so its changes to \
+             `self` would silently not happen; take `&self`, or drop #[cached]",
+        );
+    }
+    for arg in &func.args {
+        if let Some(span) = arg.mut_ref {
+            cx.error(
+                span,
+                format!(
+                    "#[cached] cannot take `{}` by `&mut`: a cache hit skips the body, so its changes to `{}` \
+                     would silently not happen; take it by `&` or by value, or drop #[cached]",
+                    arg.ident, arg.ident
+                ),
+            );
+        }
+    }
+}
+
 fn check_codec(opts: &Options, cx: &Ctxt) {
     let Some(codec) = &opts.codec else { return };
-    if codec.value != "raw" {
+    if codec.value != Codec::Raw {
         return;
     }
     if opts.encrypt.is_some() {

@@ -3,11 +3,12 @@
 //! calls into `__private` of the runtime; no cache logic is written out here.
 
 use crate::ast::{Func, Return};
-use crate::attr::{self, CacheOpt, Kind, Options, Segment};
+use crate::attr::{self, CacheOpt, Codec, Kind, Lock, Options, Segment};
 use crate::check;
 use crate::ctxt::Ctxt;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
 use syn::{ItemFn, Type};
 
 /// Runs the whole pipeline for one attribute.
@@ -27,13 +28,15 @@ pub fn run(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream {
     let opts = attr::parse(kind, args, &cx);
     let func = Func::from_item(item, &cx);
     check::check(kind, &opts, &func, &cx);
+    let gen = Gen::new(&opts, &func);
     if !cx.is_ok() {
-        // Keep the function so callers and IDEs keep working.
+        // Keep the function, and stubs of its companions, so callers and IDEs
+        // see only the errors above, not a cascade of missing names.
         let errors = cx.into_compile_errors();
         let item = &func.item;
-        return quote!(#errors #item);
+        let stubs = if kind == Kind::Cached { gen.stubs() } else { quote!() };
+        return quote!(#errors #item #stubs);
     }
-    let gen = Gen::new(&opts, &func);
     match kind {
         Kind::Cached => gen.cached(),
         Kind::CachePut => gen.put(),
@@ -102,14 +105,21 @@ impl<'a> Gen<'a> {
             }
             None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
         };
-        let prefix = o.prefix.as_ref().map(|p| p.value.clone()).unwrap_or_default();
+        let prefix = match &o.prefix {
+            Some(p) => {
+                let p = &p.value;
+                quote!(::core::option::Option::Some(#p))
+            }
+            None => quote!(::core::option::Option::None),
+        };
         let derived = o.key.is_none();
         let ttl = self.ms(o.ttl_ms.as_ref().map(|s| s.value));
         let jitter = self.ms(o.jitter_ms.as_ref().map(|s| s.value));
         let stale = self.ms(o.stale_ms.as_ref().map(|s| s.value));
         let beta = o.refresh_beta.as_ref().map_or(0.0, |s| s.value);
-        let single_flight = o.lock.as_ref().is_none_or(|l| l.value != "none");
-        let distributed = o.lock.as_ref().is_some_and(|l| l.value == "distributed");
+        let lock = o.lock.as_ref().map_or(Lock::Local, |l| l.value);
+        let single_flight = lock != Lock::None;
+        let distributed = lock == Lock::Distributed;
         let cache = match (&o.cache, o.encrypt) {
             (_, Some(_)) => quote!(Encrypted),
             (None, None) => quote!(Default),
@@ -118,12 +128,12 @@ impl<'a> Gen<'a> {
                 CacheOpt::Expr(_) => quote!(Expr),
             },
         };
-        let codec = match o.codec.as_ref().map(|c| c.value.as_str()) {
-            Some("msgpack") => quote!(MsgPack),
-            Some("json") => quote!(Json),
-            Some("pickle") => quote!(Pickle),
-            Some("raw") => quote!(Raw),
-            _ => quote!(Engine),
+        let codec = match o.codec.as_ref().map(|c| c.value) {
+            Some(Codec::MsgPack) => quote!(MsgPack),
+            Some(Codec::Json) => quote!(Json),
+            Some(Codec::Pickle) => quote!(Pickle),
+            Some(Codec::Raw) => quote!(Raw),
+            None => quote!(Engine),
         };
         let compress = o.compress.is_some();
         quote! {
@@ -144,11 +154,23 @@ impl<'a> Gen<'a> {
         }
     }
 
-    /// `|__k| { __k.arg(&id); ... }` or the template's pieces.
+    /// `|__k| { __k.arg(&id); ... }` or the template's pieces, after the
+    /// instantiated type and const parameters of a generic function.
     fn key_closure(&self) -> TokenStream {
         let p = &self.private;
-        let pushes: Vec<TokenStream> = match &self.opts.key {
-            None => self.key_values().iter().map(|v| quote!(__k.arg(&#v);)).collect(),
+        let mut pushes = self.generic_key_parts();
+        pushes.extend(match &self.opts.key {
+            // Spanned at each argument's type: one that cannot be written
+            // into a key is reported there.
+            None => self
+                .func
+                .args
+                .iter()
+                .map(|a| {
+                    let (ident, ty) = (&a.ident, &a.ty);
+                    quote_spanned!(ty.span()=> __k.arg::<#ty>(&#ident);)
+                })
+                .collect(),
             Some(template) => template
                 .segments
                 .iter()
@@ -159,9 +181,24 @@ impl<'a> Gen<'a> {
                         quote!(__k.part(&(#value));)
                     }
                 })
-                .collect(),
-        };
+                .collect::<Vec<_>>(),
+        });
         quote!(|__k: &mut #p::KeyBuf| { #(#pushes)* })
+    }
+
+    /// `__k.types(&[type_name::<T>()]); __k.arg(&N);` for a generic function.
+    fn generic_key_parts(&self) -> Vec<TokenStream> {
+        let func = self.func;
+        let mut parts = Vec::new();
+        if !func.type_params.is_empty() {
+            let types = &func.type_params;
+            parts.push(quote!(__k.types(&[#(::core::any::type_name::<#types>()),*]);));
+        }
+        parts.extend(func.const_params.iter().map(|c| quote!(__k.arg(&#c);)));
+        if !parts.is_empty() && self.opts.key.is_some() {
+            parts.push(quote!(__k.lit(":");));
+        }
+        parts
     }
 
     /// The key's arguments as a tuple of references (`(&id, &lang)`, or the
@@ -170,7 +207,10 @@ impl<'a> Gen<'a> {
     /// read freshness metadata on every hit (`refresh_ahead`, `stale_if_error`).
     fn key_args(&self) -> Option<TokenStream> {
         let o = self.opts;
+        // A generic function's arguments need not name its type parameters
+        // (`fn f<T>(id: u64)`): only the key text tells instantiations apart.
         if matches!(o.cache.as_ref().map(|c| &c.value), Some(CacheOpt::Expr(_)))
+            || self.func.is_generic()
             || o.refresh_beta.is_some()
             || o.stale_ms.is_some()
         {
@@ -225,7 +265,7 @@ impl<'a> Gen<'a> {
             Return::Result { ok } if !cache_err => (
                 ok.clone(),
                 quote!(match __r {
-                    ::core::result::Result::Ok(__v) => ::core::option::Option::Some(::core::clone::Clone::clone(__v)),
+                    ::core::result::Result::Ok(__v) => ::core::option::Option::Some(#p::stored_clone::<#ok>(__v)),
                     ::core::result::Result::Err(_) => ::core::option::Option::None,
                 }),
                 quote!(::core::result::Result::Ok(__s)),
@@ -233,13 +273,16 @@ impl<'a> Gen<'a> {
             ),
             Return::Option { inner } if !cache_none => (
                 inner.clone(),
-                quote!(::core::clone::Clone::clone(__r)),
+                quote!(match __r {
+                    ::core::option::Option::Some(__v) => ::core::option::Option::Some(#p::stored_clone::<#inner>(__v)),
+                    ::core::option::Option::None => ::core::option::Option::None,
+                }),
                 quote!(::core::option::Option::Some(__s)),
                 quote!(false),
             ),
             _ => (
                 ret.clone(),
-                quote!(::core::option::Option::Some(::core::clone::Clone::clone(__r))),
+                quote!(::core::option::Option::Some(#p::stored_clone::<#ret>(__r))),
                 quote!(__s),
                 quote!(false),
             ),
@@ -261,9 +304,22 @@ impl<'a> Gen<'a> {
         (quote!(#stored), adapter)
     }
 
+    /// Where a cached type that is not storable is reported: the type itself.
+    /// Every call that needs `S: Storable` is spanned here, so the compiler
+    /// reports the missing bound once, at the user's type.
+    fn stored_span(&self, with_options: bool) -> Span {
+        let cache_err = with_options && self.opts.cache_err.is_some();
+        let cache_none = with_options && self.opts.cache_none.is_some();
+        match &self.func.ret_kind {
+            Return::Result { ok } if !cache_err => ok.span(),
+            Return::Option { inner } if !cache_none => inner.span(),
+            _ => self.func.ret.span(),
+        }
+    }
+
     /// The original body, as a future (`async fn`) or a closure (`fn`).
     fn body(&self) -> TokenStream {
-        let block = &self.func.item.block;
+        let stmts = &self.func.item.block.stmts;
         let ret = &self.func.ret;
         if self.func.is_async {
             quote! {
@@ -273,11 +329,11 @@ impl<'a> Gen<'a> {
                         let __memorix_hint: #ret = loop {};
                         return __memorix_hint;
                     }
-                    #block
+                    #(#stmts)*
                 }
             }
         } else {
-            quote!(move || -> #ret #block)
+            quote!(move || -> #ret { #(#stmts)* })
         }
     }
 
@@ -302,7 +358,7 @@ impl<'a> Gen<'a> {
         }
         let fn_name = &item.sig.ident;
         let doc = format!("{doc} of [`{fn_name}`](Self::{fn_name}) (generated by `#[cached]`).");
-        let doc = if self.func.has_receiver {
+        let doc = if self.func.has_receiver() {
             doc
         } else {
             doc.replace("(Self::", "(")
@@ -317,6 +373,31 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// The companions' signatures with bodies that never run: emitted next to
+    /// compile errors only.
+    fn stubs(&self) -> TokenStream {
+        let krate = &self.krate;
+        let (stored, _) = self.adapter(true);
+        let ret = &self.func.ret;
+        let is_async = self.func.is_async;
+        let body = quote!(::core::unimplemented!("#[cached] reported a compile error"));
+        let stub = |suffix: &str, is_async: bool, ret: TokenStream, extra: TokenStream| {
+            self.companion(suffix, "A stub", is_async, ret, extra, body.clone())
+        };
+        let stubs = [
+            stub("invalidate", is_async, quote!(#krate::Result<bool>), quote!()),
+            stub(
+                "prime",
+                is_async,
+                quote!(#krate::Result<()>),
+                quote!(memorix_value: #stored),
+            ),
+            stub("no_cache", is_async, quote!(#ret), quote!()),
+            stub("cache_key", false, quote!(::std::string::String), quote!()),
+        ];
+        quote!(#(#stubs)*)
+    }
+
     fn cached(&self) -> TokenStream {
         let p = &self.private;
         let krate = &self.krate;
@@ -328,14 +409,23 @@ impl<'a> Gen<'a> {
         let item = &self.func.item;
         let (attrs, vis, sig) = (&item.attrs, &item.vis, &item.sig);
         let is_async = self.func.is_async;
-        let (fill, dot_await) = if is_async {
-            (quote!(fill), quote!(.await))
+        let sspan = self.stored_span(true);
+        // `.await` of a call generic over the cached type, spanned at that type.
+        let dot_await = if is_async {
+            quote_spanned!(sspan=> .await)
         } else {
-            (quote!(fill_blocking), quote!())
+            quote!()
         };
+        let check = quote_spanned!(sspan=> #p::check_storable::<#stored>(););
         // Plain arguments pick the argument-keyed front at compile time
         // (autoref specialization: `ViaArgs` when they are a `KeyPart`,
         // `ViaKeyText` otherwise); the borrow ends before the body moves them.
+        let lookup_call = quote_spanned! {sspan=>
+            (&__memorix_args).memorix_lookup::<#stored, _>(&__MEMORIX, &__MEMORIX_PIN, __memorix_cache, __memorix_key)
+        };
+        let lookup_text = quote_spanned! {sspan=>
+            __MEMORIX.lookup::<#stored>(__memorix_cache, __memorix_key)
+        };
         let lookup = match self.key_args() {
             Some(args) => quote! {{
                 #[allow(unused_imports)]
@@ -343,26 +433,48 @@ impl<'a> Gen<'a> {
                 ::std::thread_local! {
                     static __MEMORIX_PIN: #p::ThreadPin = const { #p::ThreadPin::new() };
                 }
-                (&#p::Args(&#args)).memorix_lookup(&__MEMORIX, &__MEMORIX_PIN, #cache, #key)
+                let __memorix_args = #p::Args(&#args);
+                let __memorix_cache = #cache;
+                let __memorix_key = #key;
+                #lookup_call
             }},
-            None => quote!(__MEMORIX.lookup::<#stored>(#cache, #key)),
+            None => quote! {{
+                let __memorix_cache = #cache;
+                let __memorix_key = #key;
+                #lookup_text
+            }},
+        };
+        let fill_call = if is_async {
+            quote_spanned!(sspan=> __MEMORIX.fill::<_, #stored, _>(__miss, __adapter, __memorix_body).await)
+        } else {
+            quote_spanned!(sspan=> __MEMORIX.fill_blocking::<_, #stored>(__miss, __adapter, __memorix_body))
         };
         let main = quote! {
             #(#attrs)*
             #vis #sig {
+                #check
                 #memo
                 let __adapter = #adapter;
                 let __lookup: #p::Lookup<#stored> = #lookup;
                 match __lookup {
                     #p::Lookup::Hit(__v) => (__adapter.from_stored)(__v),
-                    #p::Lookup::Miss(__miss) => __MEMORIX.#fill(__miss, __adapter, #body)#dot_await,
+                    #p::Lookup::Miss(__miss) => {
+                        let __memorix_body = #body;
+                        #fill_call
+                    }
                 }
             }
         };
-        let (invalidate, prime) = if is_async {
-            (quote!(invalidate), quote!(prime))
+        let (invalidate, prime_call) = if is_async {
+            (
+                quote!(invalidate),
+                quote_spanned!(sspan=> __MEMORIX.prime::<#stored>(__memorix_cache, __memorix_key, memorix_value).await),
+            )
         } else {
-            (quote!(invalidate_blocking), quote!(prime_blocking))
+            (
+                quote!(invalidate_blocking),
+                quote_spanned!(sspan=> __MEMORIX.prime_blocking::<#stored>(__memorix_cache, __memorix_key, memorix_value)),
+            )
         };
         let invalidate = self.companion(
             "invalidate",
@@ -382,11 +494,14 @@ impl<'a> Gen<'a> {
             quote!(#krate::Result<()>),
             quote!(memorix_value: #stored),
             quote! {
+                #check
                 #memo
-                __MEMORIX.#prime(#cache, __MEMORIX.key(#key), memorix_value)#dot_await
+                let __memorix_cache = #cache;
+                let __memorix_key = __MEMORIX.key(#key);
+                #prime_call
             },
         );
-        let block = &item.block;
+        let stmts = &item.block.stmts;
         let no_cache = self.companion(
             "no_cache",
             "Runs the body without reading or writing the cache. The uncached twin",
@@ -396,7 +511,7 @@ impl<'a> Gen<'a> {
                 quote!(#ret)
             },
             quote!(),
-            quote!(#block),
+            quote!(#(#stmts)*),
         );
         let cache_key = self.companion(
             "cache_key",
@@ -413,41 +528,58 @@ impl<'a> Gen<'a> {
     }
 
     fn put(&self) -> TokenStream {
+        let p = &self.private;
         let memo = self.memo_static();
         let key = self.key_closure();
         let cache = self.cache_expr();
-        let (stored, adapter) = self.adapter(false);
         let body = self.body();
         let item = &self.func.item;
         let (attrs, vis, sig) = (&item.attrs, &item.vis, &item.sig);
         let ret = &self.func.ret;
-        let (value, to_stored) = match &self.opts.value {
+        let sspan = self.stored_span(false);
+        // With `value = EXPR` the stored type is the expression's, inferred;
+        // otherwise the result's cacheable part, checked at its type.
+        let (stored, check, value, to_stored) = match &self.opts.value {
             Some(v) => {
                 let v = &v.value;
                 (
+                    quote!(_),
+                    quote!(),
                     quote!(::core::option::Option::Some(#v)),
                     quote!(|_: &#ret| ::core::option::Option::None),
                 )
             }
-            None => (
-                quote!(::core::option::Option::<#stored>::None),
-                quote!(__adapter.to_stored),
-            ),
+            None => {
+                let (stored, adapter) = self.adapter(false);
+                (
+                    stored.clone(),
+                    quote_spanned!(sspan=> #p::check_storable::<#stored>();),
+                    quote!(::core::option::Option::<#stored>::None),
+                    quote!((#adapter).to_stored),
+                )
+            }
         };
-        let (put, dot_await) = if self.func.is_async {
-            (quote!(put), quote!(.await))
+        let is_error = match self.func.ret_kind {
+            Return::Result { .. } => quote!(__r.is_err()),
+            _ => quote!(false),
+        };
+        let put_call = if self.func.is_async {
+            quote_spanned!(sspan=> __MEMORIX.put::<_, #stored, _>(__cache, __key, __value, __memorix_to_stored, __memorix_is_error, __memorix_body).await)
         } else {
-            (quote!(put_blocking), quote!())
+            quote_spanned!(sspan=> __MEMORIX.put_blocking::<_, #stored>(__cache, __key, __value, __memorix_to_stored, __memorix_is_error, __memorix_body))
         };
         quote! {
             #(#attrs)*
             #vis #sig {
+                #check
                 #memo
-                let __adapter = #adapter;
                 let __cache = #cache;
                 let __key = __MEMORIX.key(#key);
                 let __value = #value;
-                __MEMORIX.#put(__cache, __key, __value, #to_stored, __adapter.is_error, #body)#dot_await
+                let __memorix_to_stored = #to_stored;
+                let __memorix_is_error = |__r: &#ret| -> bool { let _ = __r; #is_error };
+                let __memorix_body = #body;
+                #put_call
             }
         }
     }

@@ -15,11 +15,15 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a cache operation.
+///
+/// `Display` prints this error's own message; its cause, when there is one,
+/// is [`source()`](StdError::source), so a report that walks the chain prints
+/// each cause once. [`CacheError::chain`] renders the whole chain on one line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CacheError {
     /// The server could not be reached, or the connection broke.
-    #[error("cache connection error: {0}")]
+    #[error("cache connection error")]
     Connection(#[source] BoxError),
 
     /// The server did not answer in time.
@@ -27,11 +31,11 @@ pub enum CacheError {
     Timeout,
 
     /// The server answered with an error (wrong type, script error, ACL denial, ...).
-    #[error("redis error: {0}")]
+    #[error("redis error")]
     Redis(#[source] redis::RedisError),
 
     /// A value could not be serialized, or stored bytes could not be deserialized.
-    #[error("codec `{codec}` failed: {source}")]
+    #[error("codec `{codec}` failed")]
     Codec {
         /// Name of the codec that failed (`msgpack`, `json`, ...).
         codec: &'static str,
@@ -79,6 +83,12 @@ impl CacheError {
         }
     }
 
+    /// This error and its causes on one line (`cache connection error:
+    /// Connection refused`), for logs that print only `Display`.
+    pub fn chain(&self) -> impl std::fmt::Display + '_ {
+        Chain(self)
+    }
+
     /// True when the server could not be reached or the connection broke.
     pub fn is_connection(&self) -> bool {
         matches!(self, CacheError::Connection(_))
@@ -113,6 +123,21 @@ impl CacheError {
     }
 }
 
+/// [`CacheError::chain`]: every message of the chain, `: `-separated.
+struct Chain<'a>(&'a CacheError);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<redis::RedisError> for CacheError {
     fn from(err: redis::RedisError) -> Self {
         if err.is_timeout() {
@@ -137,6 +162,33 @@ mod tests {
     fn errors_are_send_sync_and_static() {
         fn assert_bounds<T: Send + Sync + 'static>() {}
         assert_bounds::<CacheError>();
+    }
+
+    #[test]
+    fn a_cause_is_printed_once_in_a_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
+        let err = CacheError::Connection(Box::new(io));
+        assert_eq!(err.to_string(), "cache connection error");
+        assert_eq!(err.source().map(|s| s.to_string()).as_deref(), Some("refused by peer"));
+        assert_eq!(err.chain().to_string(), "cache connection error: refused by peer");
+        let codec = CacheError::codec("json", "expected value at line 1");
+        assert_eq!(
+            codec.chain().to_string(),
+            "codec `json` failed: expected value at line 1"
+        );
+        for err in [err, codec] {
+            let mut messages = vec![err.to_string()];
+            let mut cause = err.source();
+            while let Some(c) = cause {
+                messages.push(c.to_string());
+                cause = c.source();
+            }
+            for (i, m) in messages.iter().enumerate() {
+                for later in &messages[i + 1..] {
+                    assert!(!m.contains(later.as_str()), "`{m}` repeats its cause `{later}`");
+                }
+            }
+        }
     }
 
     #[test]

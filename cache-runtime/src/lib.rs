@@ -61,7 +61,7 @@ pub use crate::engine::{
 };
 pub use crate::envelope::{Envelope, Header, ENVELOPE_MAGIC, ENVELOPE_VERSION, HEADER_LEN};
 pub use crate::error::{BoxError, CacheError, Result};
-pub use crate::memo::{init, register};
+pub use crate::memo::{init, init_from_env, register};
 pub use crate::metrics::{CompressionStats, GenericStats, LatencyStats, TierStats, L1_SAMPLE_EVERY};
 pub use crate::pipeline::{Pipeline, Transform};
 pub use crate::stats::{CacheStats, StatsSnapshot};

@@ -1,5 +1,6 @@
 //! Items used by the code the attribute macros generate. Not a public API:
 //! names and signatures may change in any release.
+pub use crate::memo::{check_storable, stored_clone};
 pub use crate::memo::{
     Adapter, Args, CacheChoice, CacheHandle, CodecChoice, KeyBuf, KeyPart, Lookup, Memo, MemoSpec, Miss, ThreadPin,
     ViaArgs, ViaKeyText,

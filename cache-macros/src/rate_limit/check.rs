@@ -30,7 +30,7 @@ pub(crate) fn check(options: &Options, function: &ItemFn, errors: &mut Vec<syn::
             "#[rate_limit] needs `rate`, e.g. `rate = \"100/m\"` (100 per minute)",
         )),
         Some(rate) => {
-            if let Err(why) = check_rate(&rate.value()) {
+            if let Err(why) = parse_rate(&rate.value()) {
                 errors.push(syn::Error::new_spanned(
                     rate,
                     format!(
@@ -151,38 +151,26 @@ fn check_key(key: &syn::LitStr, args: &[String], errors: &mut Vec<syn::Error>) {
     }
 }
 
-/// The same grammar as `memorix::ratelimit::Rate::parse`, checked at compile time.
-fn check_rate(text: &str) -> Result<(), &'static str> {
+/// The same grammar as `memorix::ratelimit::Rate::parse`, read at compile
+/// time: `<count>/<period>`, the period a unit (`s`, `m`, ...) or a duration.
+/// Returns the count and the period in milliseconds.
+pub(crate) fn parse_rate(text: &str) -> Result<(u32, u64), &'static str> {
     let (count, period) = text.split_once('/').ok_or("has no `/`")?;
-    match count.trim().parse::<u32>() {
+    let count = match count.trim().parse::<u32>() {
         Ok(0) => return Err("allows 0 requests"),
-        Ok(_) => {}
+        Ok(count) => count,
         Err(_) => return Err("does not start with a whole number"),
-    }
+    };
     let period = period.trim();
-    if matches!(period, "ms" | "s" | "m" | "h" | "d") {
-        return Ok(());
-    }
-    if let Ok(secs) = period.parse::<u64>() {
-        return if secs > 0 { Ok(()) } else { Err("has a zero period") };
-    }
-    let mut rest = period;
-    let mut nonzero = false;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let value: u64 = rest[..digits].parse().map_err(|_| "has an unknown period")?;
-        rest = &rest[digits..];
-        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        if !matches!(&rest[..unit], "ms" | "s" | "m" | "h" | "d") {
-            return Err("has an unknown period");
-        }
-        nonzero |= value > 0;
-        rest = &rest[unit..];
-    }
-    if nonzero {
-        Ok(())
+    let period = if matches!(period, "ms" | "s" | "m" | "h" | "d") {
+        format!("1{period}")
     } else {
-        Err("has a zero period")
+        period.to_owned()
+    };
+    match crate::attr::parse_duration(&period) {
+        Some(0) => Err("has a zero period"),
+        Some(ms) => Ok((count, ms)),
+        None => Err("has an unknown period"),
     }
 }
 

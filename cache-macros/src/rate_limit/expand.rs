@@ -15,21 +15,31 @@ pub(crate) fn expand(options: &Options, checked: Checked, function: ItemFn) -> T
         .unwrap_or_else(|| quote!(::memorix));
     let private = quote!(#krate::__private);
     let ItemFn { attrs, vis, sig, block } = function;
+    // Spliced, not nested: a block inside a block trips `unused_braces`.
+    let stmts = &block.stmts;
     let name = sig.ident.to_string();
     let key = options.key.as_ref().map(|k| quote!(#k)).unwrap_or_default();
-    let rate = options.rate.as_ref().map(|r| quote!(#r)).unwrap_or_default();
+    let (count, period_ms) = options
+        .rate
+        .as_ref()
+        .and_then(|r| super::check::parse_rate(&r.value()).ok())
+        .unwrap_or((1, 1_000));
+    let rate = quote!(#krate::ratelimit::Rate::new(#count, ::core::time::Duration::from_millis(#period_ms)));
     let burst = match options.burst {
         Some((burst, _)) => quote!(::std::option::Option::Some(#burst)),
         None => quote!(::std::option::Option::None),
     };
-    let algorithm = options
+    let algorithm = match options
         .algorithm
         .as_ref()
-        .map(|a| {
-            let value = a.value().replace('-', "_");
-            quote!(#value)
-        })
-        .unwrap_or_else(|| quote!("gcra"));
+        .map(|a| a.value().replace('-', "_"))
+        .as_deref()
+    {
+        Some("fixed_window") => quote!(FixedWindow),
+        Some("sliding_window") => quote!(SlidingWindow),
+        _ => quote!(Gcra),
+    };
+    let algorithm = quote!(#krate::ratelimit::Algorithm::#algorithm);
     let store = match &options.store {
         Some(store) => quote!(::std::option::Option::Some(#store)),
         None => quote!(::std::option::Option::None),
@@ -56,7 +66,7 @@ pub(crate) fn expand(options: &Options, checked: Checked, function: ItemFn) -> T
                     return ::std::result::Result::Err(#convert);
                 }
             }
-            #block
+            #(#stmts)*
         }
     }
 }

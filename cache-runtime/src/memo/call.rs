@@ -10,7 +10,7 @@
 //! nothing was cached.
 
 use super::flight::{Flights, Leader, Outcome, Role};
-use super::key::{build_key, with_key, KeyBuf};
+use super::key::{build_key, push_namespace, with_key, KeyBuf};
 use super::l0::{key_hash, PinSlot, TypedFront};
 use super::registry::{default_slot, named_slot, Slot, ENCRYPTED_CACHE};
 use super::spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
@@ -33,8 +33,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The bounds of a cached value: cloned out of the typed tier, shared with
 /// waiting callers, encoded for the engine.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached value must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
+    label = "this type is cached",
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for it, or cache a type that has them"
+)]
 pub trait Storable: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+// Not recommended: a type missing any bound is reported once, as not `Storable`.
+#[diagnostic::do_not_recommend]
 impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Storable for T {}
+
+/// A copy of a value to cache (the generated adapters clone through here so
+/// that a type missing `Clone` is reported as not [`Storable`], once).
+#[inline]
+#[doc(hidden)]
+pub fn stored_clone<S: Storable>(value: &S) -> S {
+    value.clone()
+}
+
+/// Asks the compiler for `S: Storable` before anything else does, so a type
+/// that is not storable is reported once, at the type.
+#[doc(hidden)]
+#[inline(always)]
+pub fn check_storable<S: Storable>() {}
 
 /// The runtime state of one memoized function.
 #[derive(Debug)]
@@ -224,7 +245,10 @@ impl Memo {
 
     #[inline]
     fn start_key(&self, k: &mut KeyBuf) {
-        k.lit(self.spec.prefix);
+        match self.spec.prefix {
+            Some(prefix) => k.lit(prefix),
+            None => push_namespace(k),
+        }
         if self.spec.derived_key {
             k.lit(self.spec.name);
             k.lit(":");
@@ -270,14 +294,15 @@ impl Memo {
     /// Logs and counts a cache failure; the call goes on without the cache.
     fn absorb(&self, op: &str, err: &CacheError) {
         stats::cache_error();
-        tracing::warn!(function = self.spec.name, op, error = %err, "memoized call continues without the cache");
+        tracing::warn!(function = self.spec.name, op, error = %err.chain(), "memoized call continues without the cache");
     }
 
-    /// Like [`Memo::absorb`], but logs a configuration problem once at error level.
+    /// Like [`Memo::absorb`], for a missing cache: counted as `misconfigured`
+    /// and logged once at error level.
     fn absorb_config(&self, err: &CacheError) {
-        stats::cache_error();
+        stats::misconfigured();
         if !self.warned.swap(true, Relaxed) {
-            tracing::error!(function = self.spec.name, error = %err, "memoized function runs uncached");
+            tracing::error!(function = self.spec.name, error = %err.chain(), "memoized function runs uncached");
         }
     }
 

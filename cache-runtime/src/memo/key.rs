@@ -1,19 +1,73 @@
 //! Cache keys of memoized functions.
 //!
 //! A key is `prefix + name + ":" + arguments` when derived from all arguments,
-//! or `prefix + template` when the attribute gives `key = "..."`. Arguments are
+//! or `prefix + template` when the attribute gives `key = "..."`. The prefix
+//! is the function's `prefix = "..."`, or else the process-wide namespace
+//! ([`DEFAULT_NAMESPACE`] unless [`set_namespace`] chose another), so memoized
+//! entries never collide with bare keys of other code in a shared database.
+//! A generic function's key names its instantiated type and const parameters
+//! first (`<u8>:`), so one instantiation never answers for another. Arguments are
 //! written with a small serde serializer into a compact, stable text: the same
 //! arguments give the same key in every process and every run (no `Hash`, no
 //! addresses, no random seeds). Strings escape the separators, so `("a:b", 1)`
 //! and `("a", "b:1")` never collide. Argument text longer than
 //! [`MAX_ARGS_LEN`] bytes is replaced by `#` and its SHA-1.
 
+use arc_swap::ArcSwap;
+use once_cell::sync::Lazy;
 use serde::ser::{self, Serialize};
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+/// The namespace of memoized keys when neither `prefix = "..."` nor
+/// [`set_namespace`] gives another.
+pub const DEFAULT_NAMESPACE: &str = "memorix:";
+
+static NAMESPACE: Lazy<ArcSwap<String>> = Lazy::new(|| ArcSwap::from_pointee(DEFAULT_NAMESPACE.to_owned()));
+
+/// Sets the namespace every memoized key starts with, unless its attribute
+/// gives `prefix = "..."` (default [`DEFAULT_NAMESPACE`], `"memorix:"`). Call
+/// it once at startup, before memoized functions run: entries written under
+/// the previous namespace are not found any more. An empty namespace gives
+/// bare keys.
+///
+/// ```
+/// memorix_runtime::memo::set_namespace("billing:");
+/// assert_eq!(memorix_runtime::memo::namespace(), "billing:");
+/// # memorix_runtime::memo::set_namespace(memorix_runtime::memo::DEFAULT_NAMESPACE);
+/// ```
+pub fn set_namespace(namespace: impl Into<String>) {
+    NAMESPACE.store(Arc::new(namespace.into()));
+    // Typed copies are filed by arguments, not by key: drop them.
+    super::tier::advance_epoch();
+}
+
+/// The namespace of memoized keys (see [`set_namespace`]).
+pub fn namespace() -> String {
+    NAMESPACE.load().as_ref().clone()
+}
+
+/// Appends the namespace to `buf`.
+#[inline]
+pub(crate) fn push_namespace(buf: &mut KeyBuf) {
+    buf.lit(&NAMESPACE.load());
+}
 
 /// Argument text longer than this is hashed.
 pub const MAX_ARGS_LEN: usize = 200;
+
+/// A value that can be written into a cache key: anything `Serialize`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: key values must implement `serde::Serialize`",
+    label = "this value is written into the key",
+    note = "derive `serde::Serialize` for it, or give `key = \"...\"` naming the arguments (or fields) that identify the result"
+)]
+pub trait KeyValue: Serialize {}
+
+// Not recommended: a missing `Serialize` is reported as the key rule above.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + ?Sized> KeyValue for T {}
 
 /// The key being built: the generated code pushes template text and arguments.
 #[derive(Debug, Default)]
@@ -46,16 +100,32 @@ impl KeyBuf {
 
     /// Appends one argument of a derived key, `:`-separated from the previous one.
     #[inline]
-    pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) {
+    pub fn arg<T: KeyValue + ?Sized>(&mut self, value: &T) {
         if self.buf.len() > self.args_start {
             self.buf.push(':');
         }
         self.part(value);
     }
 
+    /// Appends the instantiated type parameters of a generic function
+    /// (`<u8,&str>`), `:`-separated from what precedes them.
+    pub fn types(&mut self, names: &[&str]) {
+        if self.buf.len() > self.args_start {
+            self.buf.push(':');
+        }
+        self.buf.push('<');
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            self.buf.push_str(name);
+        }
+        self.buf.push('>');
+    }
+
     /// Appends one value (a template placeholder) with no separator.
     #[inline]
-    pub fn part<T: Serialize + ?Sized>(&mut self, value: &T) {
+    pub fn part<T: KeyValue + ?Sized>(&mut self, value: &T) {
         // A serializer that cannot fail on text output: errors only come from
         // user `Serialize` impls, and then the key still gets a marker.
         if value.serialize(KeyWriter { out: &mut self.buf }).is_err() {

@@ -2,7 +2,7 @@
 
 use super::tier::{advance_epoch, LocalTier, Tiered, DEFAULT_TIER_CAPACITY};
 use crate::cache::Cache;
-use crate::engine::{MemoryCache, RedisCache};
+use crate::engine::{CryptRedisCache, MemoryCache, RedisCache};
 use crate::error::Result;
 use arc_swap::ArcSwap;
 use once_cell::sync::Lazy;
@@ -140,9 +140,24 @@ pub fn named_cache(name: &str) -> Option<Arc<dyn Cache>> {
     named_slot(name).map(|s| s.public.clone())
 }
 
-/// Connects the default cache to Redis when the `REDIS_URL` environment
-/// variable is set; otherwise keeps the in-memory default. Returns true when
-/// Redis was configured.
+/// The environment variable [`init_from_env`] reads the Redis URL from.
+pub const REDIS_URL_ENV: &str = "REDIS_URL";
+
+/// The environment variable [`init_from_env`] reads the key of the encrypted
+/// engine from (64 UTF-8 bytes, as [`CryptRedisCache::new`] takes it).
+pub const ENCRYPTION_KEY_ENV: &str = "MEMORIX_ENCRYPTION_KEY";
+
+/// The environment variable [`init_from_env`] reads the key namespace from
+/// (see [`set_namespace`](super::set_namespace)).
+pub const NAMESPACE_ENV: &str = "MEMORIX_NAMESPACE";
+
+/// Zero-setup configuration from the environment. When `REDIS_URL` is set it
+/// connects the default cache of memoized functions to that server, makes it
+/// the store of `#[rate_limit]` functions, and, when `MEMORIX_ENCRYPTION_KEY`
+/// is set too, registers an encrypted engine with that key as
+/// [`ENCRYPTED_CACHE`] for `#[cached(encrypt)]`. `MEMORIX_NAMESPACE`, when
+/// set, replaces the `"memorix:"` key namespace. Without `REDIS_URL` the
+/// in-memory default stays. Returns true when Redis was configured.
 ///
 /// Redis being down at start is not an error: the cache starts degraded
 /// (memoized functions run their body uncached, with no added wait) and
@@ -153,27 +168,42 @@ pub fn named_cache(name: &str) -> Option<Arc<dyn Cache>> {
 ///
 /// ```no_run
 /// # async fn demo() -> memorix_runtime::Result<()> {
-/// if memorix_runtime::memo::init_from_env().await? {
+/// if memorix_runtime::init_from_env().await? {
 ///     println!("memoized functions cache in Redis");
 /// }
 /// # Ok(()) }
 /// ```
 pub async fn init_from_env() -> Result<bool> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            let strict = match std::env::var(STRICT_START_VAR) {
-                Ok(value) => strict_start(&value)?,
-                Err(_) => false,
-            };
-            let config = crate::RedisConfig::from_url(url.trim())?
-                .into_builder()
-                .fail_on_connection_error(strict)
-                .build()?;
-            init(RedisCache::connect(config).await?);
-            Ok(true)
-        }
-        _ => Ok(false),
+    if let Some(namespace) = env(NAMESPACE_ENV) {
+        super::set_namespace(namespace);
     }
+    let Some(url) = env(REDIS_URL_ENV) else {
+        return Ok(false);
+    };
+    let strict = match env(STRICT_START_VAR) {
+        Some(value) => strict_start(&value)?,
+        None => false,
+    };
+    let config = crate::RedisConfig::from_url(&url)?
+        .into_builder()
+        .fail_on_connection_error(strict)
+        .build()?;
+    let cache = RedisCache::connect(config.clone()).await?;
+    if let Some(key) = env(ENCRYPTION_KEY_ENV) {
+        let encrypted = CryptRedisCache::builder().key(&key).config(config).connect().await?;
+        register(ENCRYPTED_CACHE, encrypted);
+    }
+    crate::ratelimit::set_default_store(crate::ratelimit::Store::from_cache(&cache)?);
+    init(cache);
+    Ok(true)
+}
+
+/// A set, non-blank environment variable, trimmed.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// The variable [`init_from_env`] reads for a strict start.

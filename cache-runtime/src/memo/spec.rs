@@ -8,8 +8,9 @@ use std::time::Duration;
 pub struct MemoSpec {
     /// The function's path, for logs and derived keys (`module::fn` or `name = ...`).
     pub name: &'static str,
-    /// Prepended to every key (`prefix = ...`).
-    pub prefix: &'static str,
+    /// Prepended to every key (`prefix = ...`); `None` = the namespace set
+    /// with [`set_namespace`](super::set_namespace) (default `"memorix:"`).
+    pub prefix: Option<&'static str>,
     /// True when the key is derived from the arguments (no `key = ...`):
     /// then the key is `prefix + name + ":" + args`.
     pub derived_key: bool,
@@ -38,7 +39,7 @@ impl MemoSpec {
     /// The defaults, for the macro to override field by field.
     pub const DEFAULT: MemoSpec = MemoSpec {
         name: "",
-        prefix: "",
+        prefix: None,
         derived_key: true,
         ttl: None,
         jitter: None,

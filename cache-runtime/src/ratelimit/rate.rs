@@ -33,10 +33,14 @@ impl Rate {
     ///
     /// A zero count or period is raised to the smallest valid value (1 request,
     /// 1 ms) so that this constructor never panics.
-    pub fn new(count: u32, period: Duration) -> Self {
+    pub const fn new(count: u32, period: Duration) -> Self {
         Rate {
-            count: count.max(1),
-            period: period.max(Duration::from_millis(1)),
+            count: if count == 0 { 1 } else { count },
+            period: if period.as_nanos() < 1_000_000 {
+                Duration::from_millis(1)
+            } else {
+                period
+            },
         }
     }
 

@@ -2,18 +2,24 @@
 //! annotated function keeps in a `static`.
 
 use super::{Algorithm, Decision, Rate, RateLimited, RateLimiter, Store, DEFAULT_PREFIX};
-use once_cell::sync::{Lazy, OnceCell};
+use arc_swap::ArcSwapOption;
+use once_cell::sync::Lazy;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 static DEFAULT_STORE: RwLock<Option<Store>> = RwLock::new(None);
 static NAMED_STORES: Lazy<RwLock<HashMap<String, Store>>> = Lazy::new(Default::default);
+/// Bumped by every registration: limiters built against an older registry
+/// resolve their store again on their next call.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the store of every `#[rate_limit]` function without a `store = "..."`
-/// option. Call it at startup, before the first limited call: each function
-/// builds its limiter once, on its first call.
+/// option. Registration order does not matter: a function called before this
+/// switches to the new store on its next call (its in-process counts are
+/// dropped). [`init_from_env`](crate::memo::init_from_env) calls it when
+/// `REDIS_URL` is set.
 ///
 /// ```no_run
 /// use memorix_runtime::ratelimit::{set_default_store, Store};
@@ -23,14 +29,17 @@ static NAMED_STORES: Lazy<RwLock<HashMap<String, Store>>> = Lazy::new(Default::d
 /// ```
 pub fn set_default_store(store: Store) {
     *DEFAULT_STORE.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    GENERATION.fetch_add(1, SeqCst);
 }
 
 /// Registers a store under `name`, for `#[rate_limit(store = "name", ...)]`.
+/// Like [`set_default_store`], it may come before or after the first call.
 pub fn register_store(name: impl Into<String>, store: Store) {
     NAMED_STORES
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(name.into(), store);
+    GENERATION.fetch_add(1, SeqCst);
 }
 
 fn store_for(name: Option<&str>) -> Store {
@@ -47,33 +56,42 @@ fn store_for(name: Option<&str>) -> Store {
         if !WARNED.swap(true, Relaxed) {
             tracing::warn!(
                 store = name.unwrap_or("<default>"),
-                "#[rate_limit]: no store registered (see memorix::ratelimit::set_default_store); limiting in process"
+                "#[rate_limit]: no store is registered, so limits are per process until one is \
+                 (memorix::init_from_env with REDIS_URL, or memorix::ratelimit::set_default_store)"
             );
         }
         Store::memory()
     })
 }
 
-/// The limiter of one `#[rate_limit]` function, built on its first call.
-/// Used by generated code only.
+/// A limiter and the registry generation it was built against.
+#[derive(Debug)]
+struct Built {
+    generation: u64,
+    /// `None` when the settings were rejected (logged once per build).
+    limiter: Option<RateLimiter>,
+}
+
+/// The limiter of one `#[rate_limit]` function, built on its first call and
+/// rebuilt when a store is registered later. Used by generated code only.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct MacroLimiter {
     function: &'static str,
-    rate: &'static str,
+    rate: Rate,
     burst: Option<u32>,
-    algorithm: &'static str,
+    algorithm: Algorithm,
     store: Option<&'static str>,
-    limiter: OnceCell<Option<RateLimiter>>,
+    built: ArcSwapOption<Built>,
 }
 
 impl MacroLimiter {
     /// Settings as the attribute wrote them (already checked by the macro).
     pub const fn new(
         function: &'static str,
-        rate: &'static str,
+        rate: Rate,
         burst: Option<u32>,
-        algorithm: &'static str,
+        algorithm: Algorithm,
         store: Option<&'static str>,
     ) -> Self {
         MacroLimiter {
@@ -82,37 +100,41 @@ impl MacroLimiter {
             burst,
             algorithm,
             store,
-            limiter: OnceCell::new(),
+            built: ArcSwapOption::const_empty(),
         }
     }
 
-    fn limiter(&self) -> Option<&RateLimiter> {
-        self.limiter
-            .get_or_init(|| {
-                let built = (|| {
-                    let mut builder = RateLimiter::builder(Rate::parse(self.rate)?)
-                        .algorithm(self.algorithm.parse::<Algorithm>()?)
-                        .prefix(format!("{DEFAULT_PREFIX}{}:", self.function))
-                        .store(store_for(self.store));
-                    if let Some(burst) = self.burst {
-                        builder = builder.burst(burst);
-                    }
-                    builder.build()
-                })();
-                built
-                    .map_err(
-                        |err| tracing::error!(function = self.function, error = %err, "#[rate_limit]: bad settings"),
-                    )
-                    .ok()
-            })
-            .as_ref()
+    fn limiter(&self) -> Arc<Built> {
+        let generation = GENERATION.load(SeqCst);
+        if let Some(built) = self.built.load_full() {
+            if built.generation == generation {
+                return built;
+            }
+        }
+        let mut builder = RateLimiter::builder(self.rate)
+            .algorithm(self.algorithm)
+            .prefix(format!("{DEFAULT_PREFIX}{}:", self.function))
+            .store(store_for(self.store));
+        if let Some(burst) = self.burst {
+            builder = builder.burst(burst);
+        }
+        let limiter = builder
+            .build()
+            .map_err(
+                |err| tracing::error!(function = self.function, error = %err.chain(), "#[rate_limit]: bad settings"),
+            )
+            .ok();
+        let built = Arc::new(Built { generation, limiter });
+        self.built.store(Some(built.clone()));
+        built
     }
 
     /// Checks one call of `subject`. An error of the store (Redis unreachable
     /// with `OnUnavailable::Error`, a server error) denies the call for 1 s:
     /// the function's error type only has to carry [`RateLimited`].
     pub async fn check(&self, subject: &str) -> Result<Decision, RateLimited> {
-        let Some(limiter) = self.limiter() else {
+        let built = self.limiter();
+        let Some(limiter) = &built.limiter else {
             return Err(RateLimited {
                 retry_after: Duration::from_secs(1),
                 limit: 0,
@@ -122,7 +144,7 @@ impl MacroLimiter {
         match limiter.check(subject).await {
             Ok(decision) => decision.into_result(),
             Err(err) => {
-                tracing::warn!(function = self.function, error = %err, "#[rate_limit]: check failed; denying");
+                tracing::warn!(function = self.function, error = %err.chain(), "#[rate_limit]: check failed; denying");
                 Err(RateLimited::from_decision(&Decision::deny_for(
                     limiter.limit(),
                     Duration::from_secs(1),
