@@ -2,9 +2,15 @@
 //!
 //! 1. L1 hit, 2 threads over a 10k-key working set: `GenericRedisCache::get`
 //!    vs moka's own `sync::Cache::get` on the same keys and values.
-//! 2. Redis-tier hit (L1 off): `GenericRedisCache::get` vs `RedisCache::get`,
-//!    64 concurrent tasks, same server, rounds alternated.
-//! 3. zlib compression of a 100 KiB JSON document: ratio and MB/s.
+//! 2. Redis-tier hit (L1 off) of a compressible 1 KiB JSON value (so it is
+//!    stored compressed): `GenericRedisCache::get` vs raw redis-rs `GET` of
+//!    the plain bytes and `RedisCache::get`, 64 concurrent tasks, paired rounds.
+//! 3. Writes with a TTL, 1 KiB JSON (compressed) and 100 B: `GenericRedisCache::set`
+//!    (defaults: L1 on, coherence on) vs raw `SET .. PX` and `RedisCache::set`;
+//!    a two-tier side with coherence off shows what the invalidation PUBLISH costs.
+//! 4. zlib: compress + decompress of a 1 KiB JSON value through the default
+//!    stage (per-thread state, level 1 up to 4 KiB) and at level 6; ratio and
+//!    MB/s on a 100 KiB JSON document.
 //!
 //! Run: `cargo bench --bench generic`. Prints one JSON object with medians.
 
@@ -26,6 +32,9 @@ const L1_ROUNDS: usize = 9;
 const TASKS: usize = 64;
 const OPS_PER_TASK: usize = 200;
 const REDIS_ROUNDS: usize = 11;
+const WRITE_KEYS: usize = 1024;
+const SMALL_ROUNDS: usize = 9;
+const SMALL_CALLS: usize = 20_000;
 const ZIP_ROUNDS: usize = 21;
 
 /// A pseudo-random visiting order of the working set, one per thread.
@@ -86,6 +95,228 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     common::ops_per_sec(TASKS, OPS_PER_TASK, move |_| op()).await
+}
+
+/// Per-round ratios to side 0 of `sides`, as a JSON row.
+fn row(names: &[&str], (ops, ratios): (Vec<f64>, Vec<f64>)) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        out.insert(format!("{name}_ops_per_s"), serde_json::json!(ops[i].round()));
+        if i > 0 {
+            out.insert(
+                format!("{name}_over_{}", names[0]),
+                serde_json::json!((ratios[i] * 1000.0).round() / 1000.0),
+            );
+        }
+    }
+    out.insert("rounds".into(), serde_json::json!(REDIS_ROUNDS));
+    out.insert("tasks".into(), serde_json::json!(TASKS));
+    serde_json::Value::Object(out)
+}
+
+/// Write keys cycle through `WRITE_KEYS` names, one counter per side.
+fn next_key(keys: &Arc<Vec<String>>, counter: &std::sync::atomic::AtomicUsize) -> String {
+    keys[counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % WRITE_KEYS].clone()
+}
+
+/// Raw redis-rs `SET key value PX 60000` of `value`.
+fn raw_set(conn: redis::aio::MultiplexedConnection, keys: Arc<Vec<String>>, value: Arc<Vec<u8>>) -> common::Op {
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    common::op(move || {
+        let (mut conn, key, value) = (conn.clone(), next_key(&keys, &counter), value.clone());
+        async move {
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg(value.as_slice())
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut conn)
+                .await
+                .expect("raw set");
+        }
+    })
+}
+
+fn generic_set(cache: Arc<GenericRedisCache>, keys: Arc<Vec<String>>, value: Arc<serde_bytes::ByteBuf>) -> common::Op {
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    common::op(move || {
+        let (cache, key, value) = (cache.clone(), next_key(&keys, &counter), value.clone());
+        async move {
+            cache
+                .set(&key, &*value, Some(Duration::from_secs(60)))
+                .await
+                .expect("set");
+        }
+    })
+}
+
+fn plain_set(cache: Arc<RedisCache>, keys: Arc<Vec<String>>, value: Arc<serde_bytes::ByteBuf>) -> common::Op {
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    common::op(move || {
+        let (cache, key, value) = (cache.clone(), next_key(&keys, &counter), value.clone());
+        async move {
+            cache
+                .set(&key, &*value, Some(Duration::from_secs(60)))
+                .await
+                .expect("set");
+        }
+    })
+}
+
+async fn two_tier(server: &RedisServer, prefix: &str, coherence: bool, l1: bool) -> Arc<GenericRedisCache> {
+    Arc::new(
+        GenericRedisCache::builder()
+            .redis(server.config())
+            .prefix(prefix)
+            .enable_l1_cache(l1)
+            .l1_coherence(coherence)
+            .connect()
+            .await
+            .expect("connect"),
+    )
+}
+
+/// Rows 2 and 3: Redis-tier reads and writes, paired rounds against raw redis-rs.
+async fn redis_rows(server: &RedisServer) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    let json = common::json_value(1024);
+    let value = Arc::new(serde_bytes::ByteBuf::from(json.clone()));
+    let reader = two_tier(server, "bench:tier:", true, false).await;
+    let plain = Arc::new(
+        RedisCache::builder()
+            .config(server.config())
+            .prefix("bench:plain:")
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    let raw = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connect");
+    reader.set("1k", &*value, None).await.expect("seed");
+    plain.set("1k", &*value, None).await.expect("seed");
+    let mut seed = raw.clone();
+    let _: () = redis::cmd("SET")
+        .arg("bench:raw:1k")
+        .arg(json.as_slice())
+        .query_async(&mut seed)
+        .await
+        .expect("seed raw");
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg("bench:tier:1k")
+        .query_async(&mut seed)
+        .await
+        .expect("stored");
+    let reads = [
+        {
+            let raw = raw.clone();
+            common::op(move || {
+                let mut conn = raw.clone();
+                async move {
+                    let v: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg("bench:raw:1k")
+                        .query_async(&mut conn)
+                        .await
+                        .expect("raw get");
+                    assert_eq!(v.map(|v| v.len()), Some(1024));
+                }
+            })
+        },
+        {
+            let reader = reader.clone();
+            common::op(move || {
+                let reader = reader.clone();
+                async move {
+                    let v: Option<serde_bytes::ByteBuf> = reader.get("1k").await.expect("get");
+                    assert_eq!(v.map(|v| v.len()), Some(1024));
+                }
+            })
+        },
+        {
+            let plain = plain.clone();
+            common::op(move || {
+                let plain = plain.clone();
+                async move {
+                    let v: Option<serde_bytes::ByteBuf> = plain.get("1k").await.expect("get");
+                    assert_eq!(v.map(|v| v.len()), Some(1024));
+                }
+            })
+        },
+    ];
+    let mut tier = row(
+        &["raw_get", "generic_get", "redis_cache_get"],
+        common::paired(REDIS_ROUNDS, TASKS, OPS_PER_TASK, &reads).await,
+    );
+    tier["stored_bytes"] = serde_json::json!(stored.len());
+
+    let writer = two_tier(server, "bench:w:", true, true).await;
+    let quiet = two_tier(server, "bench:wq:", false, true).await;
+    let keys = |tag: &str| Arc::new((0..WRITE_KEYS).map(|i| format!("bench:{tag}:{i}")).collect::<Vec<_>>());
+    let mut write_rows = Vec::new();
+    for (tag, bytes) in [("1k", json.clone()), ("100", common::json_value(100))] {
+        let value = Arc::new(serde_bytes::ByteBuf::from(bytes.clone()));
+        let sides = [
+            raw_set(raw.clone(), keys(&format!("raw{tag}")), Arc::new(bytes)),
+            generic_set(writer.clone(), keys(tag), value.clone()),
+            plain_set(plain.clone(), keys(tag), value.clone()),
+            generic_set(quiet.clone(), keys(tag), value.clone()),
+        ];
+        write_rows.push(row(
+            &[
+                "raw_set_px",
+                "generic_set",
+                "redis_cache_set",
+                "generic_set_no_coherence",
+            ],
+            common::paired(REDIS_ROUNDS, TASKS, OPS_PER_TASK, &sides).await,
+        ));
+    }
+    let writes_100 = write_rows.pop().expect("row");
+    (tier, write_rows.pop().expect("row"), writes_100)
+}
+
+/// On-CPU microseconds per compress + decompress of a 1 KiB JSON value: through the
+/// default stage (what the two-tier engine does), and at level 6.
+fn small_value_zlib() -> serde_json::Value {
+    use memorix::{Compression, Transform};
+    let value = common::json_value(1024);
+    let stage = Compression::default();
+    let time = |f: &dyn Fn()| {
+        let mut rounds = Vec::new();
+        for _ in 0..SMALL_ROUNDS {
+            // On-CPU time, so other processes on the machine do not count.
+            let (started, cpu) = (Instant::now(), thread_cpu());
+            for _ in 0..SMALL_CALLS {
+                f();
+            }
+            let spent = thread_cpu()
+                .zip(cpu)
+                .map_or(started.elapsed(), |(end, start)| end - start);
+            rounds.push(spent.as_secs_f64() * 1e6 / SMALL_CALLS as f64);
+        }
+        (common::median(rounds) * 100.0).round() / 100.0
+    };
+    let sealed = stage.seal(&value).expect("seal");
+    let level6 = memorix::compress(&value, 6).expect("compress");
+    serde_json::json!({
+        "value_bytes": value.len(),
+        "stage_stored_bytes": sealed.len(),
+        "level6_bytes": level6.len(),
+        "stage_seal_plus_open_us": time(&|| {
+            let sealed = stage.seal(std::hint::black_box(&value)).expect("seal");
+            std::hint::black_box(stage.open(&sealed).expect("open"));
+        }),
+        "stage_seal_us": time(&|| {
+            std::hint::black_box(stage.seal(std::hint::black_box(&value)).expect("seal"));
+        }),
+        "level6_compress_plus_decompress_us": time(&|| {
+            let packed = memorix::compress(std::hint::black_box(&value), 6).expect("compress");
+            std::hint::black_box(memorix::decompress(&packed, 1 << 20).expect("decompress"));
+        }),
+        "rounds": SMALL_ROUNDS,
+        "calls_per_round": SMALL_CALLS,
+    })
 }
 
 fn json_document() -> Vec<u8> {
@@ -160,56 +391,9 @@ fn main() {
     let l1_stats = ours.stats();
     assert_eq!(l1_stats.redis.hits, 0, "every timed get was an L1 hit");
 
-    // 2. Redis-tier hits.
-    let (tier_ops, redis_ops) = rt.block_on(async {
-        let value = serde_bytes::ByteBuf::from(vec![0xABu8; 1024]);
-        let generic = Arc::new(
-            GenericRedisCache::builder()
-                .redis(server.config())
-                .prefix("bench:tier:")
-                .enable_l1_cache(false)
-                .compression(false)
-                .connect()
-                .await
-                .expect("connect"),
-        );
-        let plain = Arc::new(
-            RedisCache::builder()
-                .config(server.config())
-                .prefix("bench:plain:")
-                .connect()
-                .await
-                .expect("connect"),
-        );
-        generic.set("1k", &value, None).await.expect("seed");
-        plain.set("1k", &value, None).await.expect("seed");
-        let (mut ours, mut peer) = (Vec::new(), Vec::new());
-        for round in 0..REDIS_ROUNDS + 1 {
-            let g = generic.clone();
-            let a = redis_round(move || {
-                let g = g.clone();
-                async move {
-                    let v: Option<serde_bytes::ByteBuf> = g.get("1k").await.expect("get");
-                    assert!(v.is_some());
-                }
-            })
-            .await;
-            let p = plain.clone();
-            let b = redis_round(move || {
-                let p = p.clone();
-                async move {
-                    let v: Option<serde_bytes::ByteBuf> = p.get("1k").await.expect("get");
-                    assert!(v.is_some());
-                }
-            })
-            .await;
-            if round > 0 {
-                ours.push(a);
-                peer.push(b);
-            }
-        }
-        (common::median(ours), common::median(peer))
-    });
+    // 2. Redis-tier hits (L1 off) of a compressible 1 KiB value, and writes.
+    let (tier, writes_1k, writes_100) = rt.block_on(redis_rows(&server));
+    let small = small_value_zlib();
 
     // 3. Compression of a 100 KiB JSON document.
     let doc = json_document();
@@ -237,12 +421,10 @@ fn main() {
             "rounds": L1_ROUNDS,
             "gets_per_round": THREADS * L1_OPS_PER_THREAD,
         },
-        "redis_tier_hit_1k_64_tasks": {
-            "memorix_generic_ops_per_s": tier_ops,
-            "redis_cache_ops_per_s": redis_ops,
-            "generic_over_redis_cache": tier_ops / redis_ops,
-            "rounds": REDIS_ROUNDS,
-        },
+        "redis_tier_hit_1k_json_64_tasks": tier,
+        "set_1k_json_64_tasks": writes_1k,
+        "set_100b_64_tasks": writes_100,
+        "zlib_1k_json_round_trip": small,
         "compression_100k_json_level6": {
             "input_bytes": doc.len(),
             "output_bytes": packed.len(),

@@ -92,3 +92,43 @@ async fn from_a_tokio_test() {
     let cache = redis_blocking(&server);
     exercise(&cache, "tokio-test");
 }
+
+#[test]
+fn from_many_plain_threads_at_once() {
+    let server = RedisServer::start();
+    let cache = redis_blocking(&server);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                for i in 0..50u32 {
+                    let key = format!("many:{t}:{i}");
+                    cache.set(&key, &i, None).unwrap();
+                    assert_eq!(cache.get::<u32>(&key).unwrap(), Some(i));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[test]
+fn from_a_blocking_pool_thread_and_a_foreign_executor() {
+    let server = RedisServer::start();
+    let cache = redis_blocking(&server);
+    // A non-tokio executor on a plain thread: the call runs on this thread.
+    futures::executor::block_on(async { exercise(&cache, "foreign-executor") });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clone = cache.clone();
+    rt.block_on(async move {
+        tokio::task::spawn_blocking(move || exercise(&clone, "spawn-blocking"))
+            .await
+            .unwrap();
+    });
+}

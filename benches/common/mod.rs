@@ -33,3 +33,70 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
 }
+
+/// One side of a paired comparison: a named async operation.
+pub type Op = std::sync::Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Wraps a closure returning a future as an [`Op`].
+pub fn op<F, Fut>(f: F) -> Op
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    std::sync::Arc::new(move || Box::pin(f()))
+}
+
+/// Paired rounds: each round runs every side once (`tasks` x `ops_per_task`
+/// calls), in rotating order, after one warm-up round. Returns each side's
+/// median ops/s and the median of its per-round ratio to side 0, so load from
+/// other processes cancels within a round.
+pub async fn paired(rounds: usize, tasks: usize, ops_per_task: usize, sides: &[Op]) -> (Vec<f64>, Vec<f64>) {
+    for side in sides {
+        let side = side.clone();
+        ops_per_sec(tasks, ops_per_task, move |_| side()).await;
+    }
+    let mut ops = vec![Vec::new(); sides.len()];
+    let mut ratios = vec![Vec::new(); sides.len()];
+    for round in 0..rounds {
+        let mut this = vec![0.0; sides.len()];
+        for k in 0..sides.len() {
+            let index = (round + k) % sides.len();
+            let side = sides[index].clone();
+            this[index] = ops_per_sec(tasks, ops_per_task, move |_| side()).await;
+        }
+        for (index, value) in this.iter().enumerate() {
+            ops[index].push(*value);
+            ratios[index].push(value / this[0]);
+        }
+    }
+    (
+        ops.into_iter().map(median).collect(),
+        ratios.into_iter().map(median).collect(),
+    )
+}
+
+/// A compressible value of exactly `len` bytes: JSON records with varied
+/// numbers and words, as cached API responses look.
+pub fn json_value(len: usize) -> Vec<u8> {
+    let words = [
+        "alpha", "beta", "gamma", "delta", "user", "email", "active", "score", "created", "updated",
+    ];
+    let mut text = String::from("[");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    while text.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let word = |shift: u64| words[((state >> shift) % 10) as usize];
+        text.push_str(&format!(
+            "{{\"id\":{},\"name\":\"{} {}\",\"score\":{},\"tags\":[\"{}\"]}},",
+            state % 100_000,
+            word(0),
+            state % 977,
+            state % 101,
+            word(8)
+        ));
+    }
+    text.truncate(len);
+    text.into_bytes()
+}

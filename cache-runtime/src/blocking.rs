@@ -1,10 +1,11 @@
 //! [`BlockingCache`]: the cache API for synchronous code.
 //!
-//! Every call runs on one shared background tokio runtime owned by memorix,
-//! and the calling thread waits for the answer. Because the work never runs on
-//! the caller's runtime, a call is safe from a plain thread, from inside a
-//! multi-thread runtime and from inside a current-thread runtime: there is no
-//! nested `block_on` to panic and no single-threaded runtime to starve.
+//! Calls run in the context of one shared background tokio runtime owned by
+//! memorix, which drives connections, timers and background tasks. From a
+//! plain thread a call runs on the calling thread itself (no hop to another
+//! thread and back); from inside a tokio runtime (either flavour) it runs on
+//! the shared runtime while the caller waits, so there is no nested
+//! `block_on` to panic and no single-threaded runtime to starve.
 
 use crate::cache::{Cache, CacheExt};
 use crate::error::{CacheError, Result};
@@ -32,17 +33,40 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
         .map_err(|e| CacheError::Connection(format!("cannot start the blocking runtime: {e}").into()))
 }
 
-/// Runs `future` on the shared runtime and waits for it on this thread.
+/// Runs `future` to completion for a synchronous caller.
+///
+/// On a thread with no runtime (the common case: plain synchronous code, a
+/// sync memoized function) the future runs right here, inside the shared
+/// runtime's context, so its timers and spawned tasks (connection drivers)
+/// live there: the call costs no hop to another thread and back (measured at
+/// about 3x the time of the round trip itself for one `GET`). Inside a
+/// runtime the calling thread may not start another, so the future goes to
+/// the shared runtime and this thread waits for the answer.
 fn wait<T: Send + 'static>(future: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    let runtime = runtime()?;
+    match tokio::runtime::Handle::try_current() {
+        Err(_) => runtime.block_on(future),
+        Ok(current) => wait_elsewhere(runtime, current.runtime_flavor(), future),
+    }
+}
+
+/// Runs `future` on the shared runtime and blocks this runtime thread until
+/// it answers: no nested `block_on` to panic, no single-threaded runtime to
+/// starve (the work never runs on it).
+fn wait_elsewhere<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    flavor: tokio::runtime::RuntimeFlavor,
+    future: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime()?.spawn(async move {
+    runtime.spawn(async move {
         let _ = tx.send(future.await);
     });
     let recv = move || rx.recv();
-    let answer = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+    let answer = match flavor {
         // Tell a multi-thread runtime this worker is about to block, so it moves
         // its other tasks elsewhere instead of stalling them.
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(recv),
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(recv),
         _ => recv(),
     };
     answer.map_err(|_| CacheError::Connection("the blocking runtime dropped the call".into()))?

@@ -5,9 +5,20 @@
 //! and marks every stored value with one tag byte saying whether it is
 //! compressed, so a reader never guesses.
 //!
-//! Decompression reads through a limit of `max_output + 1` bytes: a zlib bomb
-//! (a few KiB that inflate to gigabytes) stops at the cap with
+//! Decompression stops at a limit of `max_output + 1` bytes: a zlib bomb (a
+//! few KiB that inflate to gigabytes) stops at the cap with
 //! [`CacheError::Compression`], and memory stays bounded by the cap.
+//!
+//! Speed on small values: a zlib stream costs a fixed setup (a fresh state
+//! allocates and clears about 300 KiB) and, above level 1, Huffman tables
+//! built per block. Both dominated values of a few KiB (28 µs to compress
+//! 1.1 KB, against 3 µs of actual work), so each thread keeps one
+//! compressor and one decompressor and resets them between values (the
+//! zlib-rs backend, whose reset is cheaper than miniz_oxide's), and values up
+//! to [`DEFAULT_FAST_BELOW`] bytes are compressed at level 1 (fixed Huffman
+//! codes, no tables): on a 1 KiB JSON value, 387 bytes in 3.6 µs against
+//! 300 bytes in 13 µs at level 6. The stream format is plain zlib either way,
+//! so any zlib reader (Python's `zlib.decompress` included) reads it.
 //!
 //! ```
 //! use memorix_runtime::{Compression, Pipeline, Transform};
@@ -30,7 +41,8 @@
 
 use crate::error::{CacheError, Result};
 use crate::pipeline::Transform;
-use std::io::Read;
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
+use std::cell::RefCell;
 
 /// Default decompressed-size cap: 64 MiB.
 pub const DEFAULT_MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
@@ -46,6 +58,21 @@ const TAG_RAW: u8 = 0x00;
 /// Tag byte of a zlib-compressed value.
 const TAG_ZLIB: u8 = 0x01;
 
+/// Values up to this many bytes are compressed at level 1 by default (see
+/// [`CompressionBuilder::fast_below`]).
+pub const DEFAULT_FAST_BELOW: usize = 4096;
+
+/// How much a decompression buffer grows per step when the stream inflates
+/// beyond its first guess; bounded by the cap.
+const INFLATE_STEP: usize = 64 * 1024;
+
+thread_local! {
+    /// This thread's compressor, reset between values; `None` until first use.
+    static DEFLATE: RefCell<Option<(Compress, u32)>> = const { RefCell::new(None) };
+    /// This thread's decompressor, reset between values.
+    static INFLATE: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+}
+
 /// Compresses `bytes` as one zlib stream at `level` (0..=9).
 ///
 /// ```
@@ -56,12 +83,49 @@ const TAG_ZLIB: u8 = 0x01;
 /// ```
 pub fn compress(bytes: &[u8], level: u32) -> Result<Vec<u8>> {
     check_level(level)?;
-    let mut encoder = flate2::read::ZlibEncoder::new(bytes, flate2::Compression::new(level));
-    let mut out = Vec::with_capacity(bytes.len() / 4 + 16);
-    encoder
-        .read_to_end(&mut out)
-        .map_err(|e| CacheError::Compression(format!("zlib compression failed: {e}")))?;
-    Ok(out)
+    DEFLATE.with(|slot| match slot.try_borrow_mut() {
+        Ok(mut slot) => {
+            let state = match slot.take() {
+                Some((mut state, at)) => {
+                    state.reset();
+                    if at != level {
+                        state
+                            .set_level(flate2::Compression::new(level))
+                            .map_err(deflate_error)?;
+                    }
+                    state
+                }
+                None => Compress::new(flate2::Compression::new(level), true),
+            };
+            let (state, packed) = deflate_all(state, bytes)?;
+            *slot = Some((state, level));
+            Ok(packed)
+        }
+        // Only reached if a compression re-entered this thread's state.
+        Err(_) => Ok(deflate_all(Compress::new(flate2::Compression::new(level), true), bytes)?.1),
+    })
+}
+
+/// Runs one whole stream through `state`; hands the state back for reuse
+/// (dropped on error, so a failed stream never leaves state behind).
+fn deflate_all(mut state: Compress, bytes: &[u8]) -> Result<(Compress, Vec<u8>)> {
+    // The zlib bound: the output never needs more than this in one call.
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 1000 + 64);
+    loop {
+        let consumed = usize::try_from(state.total_in()).unwrap_or(usize::MAX);
+        let input = bytes.get(consumed..).unwrap_or_default();
+        match state
+            .compress_vec(input, &mut out, FlushCompress::Finish)
+            .map_err(deflate_error)?
+        {
+            Status::StreamEnd => return Ok((state, out)),
+            _ => out.reserve(out.capacity().max(64)),
+        }
+    }
+}
+
+fn deflate_error(err: flate2::CompressError) -> CacheError {
+    CacheError::Compression(format!("zlib compression failed: {err}"))
 }
 
 /// Inflates one zlib stream, refusing to produce more than `max_output` bytes.
@@ -70,23 +134,58 @@ pub fn compress(bytes: &[u8], level: u32) -> Result<Vec<u8>> {
 /// zlib stream, has bytes after the stream, or would inflate past the cap.
 /// At most `max_output + 1` bytes are ever held.
 pub fn decompress(bytes: &[u8], max_output: usize) -> Result<Vec<u8>> {
-    let mut decoder = flate2::bufread::ZlibDecoder::new(bytes);
-    let mut out = Vec::new();
-    let limit = u64::try_from(max_output).unwrap_or(u64::MAX).saturating_add(1);
-    decoder
-        .by_ref()
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| CacheError::Compression(format!("corrupt zlib data: {e}")))?;
-    if out.len() > max_output {
-        return Err(CacheError::Compression(format!(
-            "value inflates past the {max_output}-byte cap (possible zlib bomb)"
-        )));
+    INFLATE.with(|slot| match slot.try_borrow_mut() {
+        Ok(mut slot) => {
+            let state = match slot.take() {
+                Some(mut state) => {
+                    state.reset(true);
+                    state
+                }
+                None => Decompress::new(true),
+            };
+            let (state, plain) = inflate_all(state, bytes, max_output)?;
+            *slot = Some(state);
+            Ok(plain)
+        }
+        Err(_) => Ok(inflate_all(Decompress::new(true), bytes, max_output)?.1),
+    })
+}
+
+/// Inflates `bytes` through `state` within `max_output`; hands the state
+/// back for reuse on success.
+fn inflate_all(mut state: Decompress, bytes: &[u8], max_output: usize) -> Result<(Decompress, Vec<u8>)> {
+    let limit = max_output.saturating_add(1);
+    // Small values inflate a few times over; bigger ones grow in steps.
+    let mut out = Vec::with_capacity(limit.min(bytes.len().saturating_mul(4).max(256)));
+    loop {
+        let consumed = usize::try_from(state.total_in()).unwrap_or(usize::MAX);
+        let input = bytes.get(consumed..).unwrap_or_default();
+        let before = (state.total_in(), state.total_out());
+        let status = state
+            .decompress_vec(input, &mut out, FlushDecompress::Finish)
+            .map_err(|e| CacheError::Compression(format!("corrupt zlib data: {e}")))?;
+        if out.len() > max_output {
+            return Err(CacheError::Compression(format!(
+                "value inflates past the {max_output}-byte cap (possible zlib bomb)"
+            )));
+        }
+        if status == Status::StreamEnd {
+            if usize::try_from(state.total_in()).ok() != Some(bytes.len()) {
+                return Err(CacheError::Compression("unexpected bytes after the zlib stream".into()));
+            }
+            return Ok((state, out));
+        }
+        if out.len() < out.capacity() && before == (state.total_in(), state.total_out()) {
+            // Room to write, and nothing moved: the input ended mid-stream.
+            return Err(CacheError::Compression(
+                "corrupt zlib data: the stream is truncated".into(),
+            ));
+        }
+        if out.len() == out.capacity() {
+            let room = (limit - out.len()).min(INFLATE_STEP.max(out.len()));
+            out.reserve_exact(room);
+        }
     }
-    if !decoder.into_inner().is_empty() {
-        return Err(CacheError::Compression("unexpected bytes after the zlib stream".into()));
-    }
-    Ok(out)
 }
 
 fn check_level(level: u32) -> Result<()> {
@@ -109,6 +208,7 @@ fn check_level(level: u32) -> Result<()> {
 pub struct Compression {
     threshold: usize,
     level: u32,
+    fast_below: usize,
     max_output: usize,
 }
 
@@ -117,6 +217,7 @@ impl Default for Compression {
         Compression {
             threshold: DEFAULT_COMPRESSION_THRESHOLD,
             level: DEFAULT_COMPRESSION_LEVEL,
+            fast_below: DEFAULT_FAST_BELOW,
             max_output: DEFAULT_MAX_DECOMPRESSED,
         }
     }
@@ -134,9 +235,20 @@ impl CompressionBuilder {
         self
     }
 
-    /// zlib level, 0..=9 (default 6).
+    /// zlib level, 0..=9 (default 6), for values larger than
+    /// [`fast_below`](Self::fast_below).
     pub fn level(mut self, level: u32) -> Self {
         self.0.level = level;
+        self
+    }
+
+    /// Values up to this many bytes (default [`DEFAULT_FAST_BELOW`], 4 KiB)
+    /// are compressed at level 1 whatever [`level`](Self::level) says: at
+    /// that size higher levels spend more time building Huffman tables than
+    /// they save in bytes (1 KiB of JSON: 3.6 µs for 387 bytes at level 1,
+    /// 13 µs for 300 bytes at level 6). `0` compresses everything at `level`.
+    pub fn fast_below(mut self, bytes: usize) -> Self {
+        self.0.fast_below = bytes;
         self
     }
 
@@ -158,7 +270,8 @@ impl CompressionBuilder {
 }
 
 impl Compression {
-    /// A builder starting from the defaults (threshold 1000 B, level 6, cap 64 MiB).
+    /// A builder starting from the defaults (threshold 1000 B, level 6 above
+    /// 4 KiB and 1 up to it, cap 64 MiB).
     /// `Compression::default()` is the built stage with those defaults.
     #[allow(clippy::new_ret_no_self)] // `Compression::new().threshold(..).build()` reads as intended
     pub fn new() -> CompressionBuilder {
@@ -185,13 +298,22 @@ impl Compression {
         self.max_output
     }
 
+    /// The zlib level a value of `len` bytes is compressed at.
+    pub fn level_for(&self, len: usize) -> u32 {
+        if len <= self.fast_below {
+            self.level.min(1)
+        } else {
+            self.level
+        }
+    }
+
     /// Compresses `plain` if it is above the threshold and compression pays:
     /// `Some(zlib bytes)`, else `None` (store it as it is).
     pub fn compress_if_worth(&self, plain: &[u8]) -> Result<Option<Vec<u8>>> {
         if plain.len() <= self.threshold {
             return Ok(None);
         }
-        let packed = compress(plain, self.level)?;
+        let packed = compress(plain, self.level_for(plain.len()))?;
         Ok((packed.len() < plain.len()).then_some(packed))
     }
 
@@ -287,6 +409,49 @@ mod tests {
         let mut trailing = compress(b"hello", 6).unwrap();
         trailing.extend_from_slice(b"junk");
         assert!(decompress(&trailing, 100).is_err());
+    }
+
+    #[test]
+    fn reads_streams_written_by_python_zlib() {
+        // `zlib.compress(b"hello " * 50, 6)` and `zlib.compress(b"hello", 1)`.
+        let six = [
+            0x78, 0x9c, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x18, 0x25, 0x89, 0x20, 0x01, 0xe7, 0xaa, 0x6e, 0x29,
+        ];
+        assert_eq!(decompress(&six, 300).unwrap(), b"hello ".repeat(50));
+        let one = [
+            0x78, 0x01, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x06, 0x2c, 0x02, 0x15,
+        ];
+        assert_eq!(decompress(&one, 5).unwrap(), b"hello");
+        assert!(decompress(&one, 4).is_err(), "one byte over the cap");
+    }
+
+    #[test]
+    fn reused_state_round_trips_across_levels_and_failures() {
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("{{\"id\":{i}}},").into_bytes())
+            .collect();
+        for (round, level) in [6, 1, 9, 0, 6, 1].into_iter().enumerate() {
+            let len = 500 + round * 3_000;
+            let packed = compress(&text[..len], level).unwrap();
+            assert_eq!(decompress(&packed, len).unwrap(), &text[..len], "level {level}");
+            // A failed inflate leaves nothing behind for the next call.
+            assert!(decompress(&packed[..packed.len() / 2], len).is_err());
+            assert!(decompress(b"\x78\x9cnot deflate", len).is_err());
+        }
+        // A value needing several growth steps.
+        let big = compress(&text, 6).unwrap();
+        assert_eq!(decompress(&big, text.len()).unwrap(), text);
+    }
+
+    #[test]
+    fn small_values_use_the_fast_level() {
+        let stage = Compression::default();
+        assert_eq!(stage.level_for(1_024), 1);
+        assert_eq!(stage.level_for(DEFAULT_FAST_BELOW + 1), 6);
+        let exact = Compression::new().fast_below(0).build().unwrap();
+        assert_eq!(exact.level_for(1_024), 6);
+        let stored = Compression::new().level(0).build().unwrap();
+        assert_eq!(stored.level_for(10), 0);
     }
 
     #[test]
