@@ -1,5 +1,5 @@
-//! The circuit breaker in front of Redis, and the writes kept for replay
-//! while it is open.
+//! The circuit breaker in front of Redis (the writes kept for replay while
+//! it is open are in `pending.rs`).
 //!
 //! Closed: every call goes to Redis; consecutive connection failures are
 //! counted and the breaker opens at the threshold (a failed *write* opens it
@@ -11,10 +11,8 @@
 
 use super::Inner;
 use crate::connection;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
-use std::sync::{Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Weak;
 
 /// Consecutive-failure circuit breaker.
 #[derive(Debug)]
@@ -59,84 +57,6 @@ impl Breaker {
     pub(crate) fn close(&self) {
         self.failures.store(0, Relaxed);
         self.open.store(false, Relaxed);
-    }
-}
-
-/// A write that did not reach Redis.
-#[derive(Debug, Clone)]
-pub(crate) enum PendingOp {
-    /// Store these sealed bytes until `expires`.
-    Set { sealed: Vec<u8>, expires: Option<Instant> },
-    /// Remove the key.
-    Remove,
-}
-
-impl PendingOp {
-    /// Remaining TTL of a set; `None` if it already expired (nothing to replay
-    /// but a removal).
-    pub(crate) fn remaining(expires: Option<Instant>) -> Option<Option<Duration>> {
-        match expires {
-            None => Some(None),
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                (!left.is_zero()).then_some(Some(left))
-            }
-        }
-    }
-}
-
-/// Writes queued while Redis is unreachable, by full Redis key. The latest op
-/// per key wins. Past `max` keys, new keys are dropped and counted.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    ops: Mutex<HashMap<String, PendingOp>>,
-    max: usize,
-    dropped: std::sync::atomic::AtomicU64,
-}
-
-impl Pending {
-    pub(crate) fn new(max: usize) -> Self {
-        Pending {
-            ops: Mutex::new(HashMap::new()),
-            max,
-            dropped: Default::default(),
-        }
-    }
-
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingOp>> {
-        self.ops.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Queues `op`; `under_lock` runs while the queue is locked (the caller
-    /// opens the breaker there, so a recovery cannot close it in between).
-    pub(crate) fn push(&self, key: String, op: PendingOp, under_lock: impl FnOnce()) {
-        let mut ops = self.lock();
-        under_lock();
-        if ops.len() >= self.max && !ops.contains_key(&key) {
-            self.dropped.fetch_add(1, Relaxed);
-            tracing::warn!(
-                max = self.max,
-                "too many writes queued while Redis is down; one was dropped"
-            );
-            return;
-        }
-        ops.insert(key, op);
-    }
-
-    pub(crate) fn take(&self) -> HashMap<String, PendingOp> {
-        std::mem::take(&mut *self.lock())
-    }
-
-    /// Puts back ops a failed replay could not send, without overwriting newer ones.
-    pub(crate) fn restore(&self, old: HashMap<String, PendingOp>) {
-        let mut ops = self.lock();
-        for (key, op) in old {
-            ops.entry(key).or_insert(op);
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
     }
 }
 
@@ -192,28 +112,5 @@ mod tests {
         assert!(!breaker.failure(), "already open");
         breaker.close();
         assert!(breaker.is_closed());
-    }
-
-    #[test]
-    fn pending_keeps_the_latest_op_and_is_bounded() {
-        let pending = Pending::new(2);
-        pending.push("a".into(), PendingOp::Remove, || {});
-        pending.push(
-            "a".into(),
-            PendingOp::Set {
-                sealed: vec![1],
-                expires: None,
-            },
-            || {},
-        );
-        pending.push("b".into(), PendingOp::Remove, || {});
-        pending.push("c".into(), PendingOp::Remove, || {});
-        assert_eq!(pending.len(), 2);
-        assert_eq!(pending.dropped.load(Relaxed), 1);
-        let ops = pending.take();
-        assert!(matches!(ops["a"], PendingOp::Set { .. }));
-        pending.push("a".into(), PendingOp::Remove, || {});
-        pending.restore(ops);
-        assert!(matches!(pending.take()["a"], PendingOp::Remove));
     }
 }

@@ -10,6 +10,7 @@ use super::spans::OpSpan;
 use super::{CacheEvent, Inner, Tier};
 use crate::cache::CorruptEntryPolicy;
 use crate::codec;
+use crate::envelope;
 use crate::error::Result;
 use crate::l1::Entry;
 use crate::metrics::{self, Metrics, Op};
@@ -150,6 +151,8 @@ impl Inner {
         pttl: Option<i64>,
         epoch: u64,
     ) -> Result<Option<RedisHit>> {
+        // A tombstone is a removal that Redis keeps for the replay order.
+        let stored = stored.filter(|bytes| !envelope::is_tombstone(bytes));
         let Some(stored) = stored else {
             self.metrics.redis_get(false);
             self.count_get(false, key, Tier::Redis);
