@@ -78,10 +78,12 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
+    let started = std::time::Instant::now();
     let tasks: Vec<_> = (0..CALLERS).map(|_| tokio::spawn(call())).collect();
     let joined = tokio::time::timeout(BOUND, futures::future::join_all(tasks))
         .await
         .expect("every caller answered in time");
+    eprintln!("{CALLERS} callers answered in {:?}", started.elapsed());
     joined.into_iter().map(|r| r.unwrap()).collect()
 }
 
@@ -100,6 +102,7 @@ async fn clone_error_is_shared_with_every_waiter() {
     assert!(answers
         .iter()
         .all(|a| a.as_ref().err().map(String::as_str) == Some("database down")));
+    eprintln!("clone error, local: {} runs", LOCAL_CLONE.runs());
     assert_eq!(LOCAL_CLONE.max_active(), 1, "never two bodies at once");
     // Callers that arrive after a flight ended start the next one: with a 50 ms
     // body and every task spawned up front, that is a handful at most.
@@ -142,6 +145,7 @@ async fn distributed_lock_shares_a_clone_error() {
     assert!(answers
         .iter()
         .all(|a| a.as_ref().err().map(String::as_str) == Some("database down")));
+    eprintln!("clone error, distributed: {} runs", FLEET_CLONE.runs());
     assert_eq!(FLEET_CLONE.max_active(), 1);
     assert!(FLEET_CLONE.runs() <= 3, "{} runs", FLEET_CLONE.runs());
 }
@@ -221,6 +225,7 @@ async fn shared_loader_error_runs_once_per_process_flight() {
     })
     .await;
     assert!(answers.iter().all(|a| matches!(a, Err(Down))));
+    eprintln!("shared loader error: {} runs", PROBE.runs());
     assert_eq!(PROBE.max_active(), 1, "one load at a time across both processes");
     // One flight per process; a late caller may start one more.
     assert!(PROBE.runs() <= 4, "{} runs for {CALLERS} callers", PROBE.runs());

@@ -63,9 +63,10 @@ async fn the_later_outage_write_wins_whichever_instance_replays_last() {
     assert!(!a.is_redis_available() && !b.is_redis_available());
 
     server.restart();
-    wait_until("B recovers", Duration::from_secs(2), || b.is_redis_available()).await;
+    let b_took = wait_until("B recovers", Duration::from_secs(2), || b.is_redis_available()).await;
     assert!(!a.is_redis_available(), "A has not replayed yet: the order under test");
-    wait_until("A recovers", Duration::from_secs(3), || a.is_redis_available()).await;
+    let a_later = wait_until("A recovers", Duration::from_secs(3), || a.is_redis_available()).await;
+    eprintln!("B replayed {b_took:?} after the restart, A {a_later:?} after B");
 
     assert_eq!(truth(&server, &prefix, "k").await.as_deref(), Some("B"));
     assert_eq!(truth(&server, &prefix, "gone").await, None);
@@ -214,6 +215,7 @@ async fn l1_filled_before_a_lost_subscription_is_not_served_after_a_restart() {
         .unwrap();
     assert_eq!(a.get::<String>("k").await.unwrap().as_deref(), Some("after"));
     assert!(!a.is_coherent(), "read during the gap: the case under test");
-    wait_until("resubscription", Duration::from_secs(4), || a.is_coherent()).await;
+    let gap = wait_until("resubscription", Duration::from_secs(4), || a.is_coherent()).await;
+    eprintln!("the subscription came back {gap:?} after the fresh read");
     assert_eq!(a.get::<String>("k").await.unwrap().as_deref(), Some("after"));
 }
