@@ -503,3 +503,88 @@ async fn a_tls_cluster_is_used_with_verified_certificates() {
     let err = RedisCache::connect(config("other-ca.pem")).await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
 }
+
+/// Median of `samples`.
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[tokio::test]
+async fn the_two_tier_cache_batches_and_purges_per_node_on_a_cluster() {
+    use memorix::GenericRedisCache;
+    let cluster = RedisCluster::start();
+    let base = unique_prefix("tier-batch");
+    let (prefix, sibling) = (format!("{base}app:"), format!("{base}app2:"));
+    let open = |prefix: String, l1: bool| {
+        GenericRedisCache::builder()
+            .redis(cluster.config())
+            .prefix(prefix)
+            .enable_l1_cache(l1)
+            .connect()
+    };
+    let writer = open(prefix.clone(), true).await.unwrap();
+    // L1 off: every get_many asks Redis, which is what is measured.
+    let reader = open(prefix.clone(), false).await.unwrap();
+    let names: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    let entries: Vec<(&str, u32)> = names.iter().enumerate().map(|(i, k)| (k.as_str(), i as u32)).collect();
+    let lookup: Vec<&str> = names.iter().map(String::as_str).collect();
+    let spread: BTreeSet<u16> = names
+        .iter()
+        .map(|k| cluster.primary_port_of(&format!("{prefix}{k}")))
+        .collect();
+    assert_eq!(spread.len(), 3, "the batch spans every primary");
+
+    let (mut sets, mut gets) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let started = Instant::now();
+        writer.set_many(&entries, Some(Duration::from_secs(60))).await.unwrap();
+        sets.push(started.elapsed());
+        let started = Instant::now();
+        let got: Vec<Option<u32>> = reader.get_many(&lookup).await.unwrap();
+        gets.push(started.elapsed());
+        assert_eq!(got, (0..100).map(Some).collect::<Vec<_>>());
+    }
+    let plain = cache_on(&cluster, &format!("{base}plain:")).await;
+    let mut plain_gets = Vec::new();
+    plain.set_many(&entries, None).await.unwrap();
+    for _ in 0..7 {
+        let started = Instant::now();
+        let got: Vec<Option<u32>> = plain.get_many(&lookup).await.unwrap();
+        plain_gets.push(started.elapsed());
+        assert_eq!(got.len(), 100);
+    }
+    eprintln!(
+        "100 keys on a 3-primary cluster, median of 7: two-tier set_many {:?}, get_many {:?}; RedisCache get_many {:?}",
+        median(sets),
+        median(gets),
+        median(plain_gets)
+    );
+
+    // purge: this namespace on every primary, never the sibling `app2:`.
+    let other = open(sibling.clone(), true).await.unwrap();
+    other.set("s", &1u32, None).await.unwrap();
+    writer.purge().await.unwrap();
+    for &port in &cluster.primary_ports() {
+        assert!(
+            !keys_on(&cluster, port).iter().any(|k| k.starts_with(&prefix)),
+            "primary {port} still holds keys of the purged namespace"
+        );
+    }
+    assert_eq!(
+        other.get::<u32>("s").await.unwrap(),
+        Some(1),
+        "the sibling namespace survives"
+    );
+    assert_eq!(writer.get::<u32>("k1").await.unwrap(), None, "L1 was cleared too");
+
+    // Prefixes that would reach beyond one namespace are refused.
+    for refused in [String::new(), format!("{base}app")] {
+        let cache = open(refused.clone(), true).await.unwrap();
+        let err = cache.purge().await.unwrap_err();
+        assert!(err.is_config(), "{refused:?}: {err}");
+        let plain = cache_on(&cluster, &refused).await;
+        assert!(plain.purge().await.unwrap_err().is_config());
+    }
+    assert_eq!(other.get::<u32>("s").await.unwrap(), Some(1));
+}

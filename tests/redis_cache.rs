@@ -838,3 +838,39 @@ async fn reconnecting_connection_refuses_a_cluster_config() {
     assert!(err.is_config(), "{err}");
     assert!(err.to_string().contains("topology"), "{err}");
 }
+
+#[tokio::test]
+async fn purge_is_refused_without_a_namespace_and_spares_sibling_prefixes() {
+    let server = RedisServer::start();
+    let mut raw = server.raw().await;
+    let app = cache_on(&server, "app:").await;
+    let sibling = cache_on(&server, "app2:").await;
+    app.set("k", &1u8, None).await.unwrap();
+    sibling.set("k", &2u8, None).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("unrelated")
+        .arg("x")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    // An empty prefix would wipe the database: refused, pointing at flush_db().
+    let everything = cache_on(&server, "").await;
+    let err = everything.purge().await.unwrap_err();
+    assert!(err.is_config() && err.to_string().contains("flush_db()"), "{err}");
+    // `app` would also match `app2:`: refused; `app:` is the namespace.
+    let bare = cache_on(&server, "app").await;
+    assert!(bare.purge().await.unwrap_err().is_config());
+    let size: u64 = redis::cmd("DBSIZE").query_async(&mut raw).await.unwrap();
+    assert_eq!(size, 3, "a refused purge deletes nothing");
+
+    app.purge().await.unwrap();
+    assert!(!app.has("k").await.unwrap());
+    assert_eq!(
+        sibling.get::<u8>("k").await.unwrap(),
+        Some(2),
+        "app2: is not under app:"
+    );
+    let unrelated: Option<String> = redis::cmd("GET").arg("unrelated").query_async(&mut raw).await.unwrap();
+    assert_eq!(unrelated.as_deref(), Some("x"));
+}

@@ -299,6 +299,7 @@ impl<'a> Gen<'a> {
                 to_stored: |__r: &#ret| -> ::core::option::Option<#stored> { #to },
                 from_stored: |__s: #stored| -> #ret { #from },
                 is_error: |__r: &#ret| -> bool { let _ = __r; #is_error },
+                share: { #[allow(unused_imports)] use #p::{ShareByClone as _, ShareNone as _}; (&#p::ShareProbe::<#ret>::new()).memorix_share() },
             }
         };
         (quote!(#stored), adapter)

@@ -73,9 +73,13 @@ pub trait Cache: Send + Sync + Debug {
 
     /// Removes every key under this cache's prefix, and nothing else.
     ///
-    /// With an empty prefix that is every key the engine holds. Redis engines
-    /// scan in batches (SCAN + UNLINK), never `KEYS`, so a large database is not
-    /// blocked.
+    /// Redis engines scan in batches (SCAN + UNLINK), never `KEYS`, so a large
+    /// database is not blocked, and match the prefix as a namespace: it must
+    /// end in a separator (`app:` purges `app:*`, never a sibling `app2:*`);
+    /// an empty prefix, or one ending in a letter or digit, is refused with
+    /// [`CacheError::Config`](crate::CacheError::Config) (`flush_db()` empties
+    /// a whole database). In-process engines with an empty prefix clear
+    /// everything they hold.
     async fn purge(&self) -> Result<()>;
 
     /// Releases the connection. Later calls fail with [`crate::CacheError::Closed`].

@@ -13,16 +13,31 @@
 //! If the lease holder dies, its lease expires and a waiter takes over. If
 //! waiting takes longer than `wait_timeout`, or Redis itself fails, a caller
 //! runs the loader itself: availability beats strict once-only loading.
+//!
+//! A failing loader does not stampede: the lease is held while it runs, so
+//! only one loader runs at a time per key across the fleet, errors included.
+//! When it fails, its lease is released and the next waiter takes it and
+//! loads: an error cannot cross processes, so waiters in other processes take
+//! over one at a time. Callers in one process share one flight per key (the
+//! same single-flight as memoized functions): with
+//! [`get_or_load_shared`](DistributedLoader::get_or_load_shared) (a `Clone`
+//! error type) they all receive the leader's error, so the loader ran once
+//! for them; with [`get_or_load`](DistributedLoader::get_or_load) they take
+//! over one at a time.
 
 use crate::cache::{Cache, CacheExt};
 use crate::codec;
 use crate::connection::RedisConnection;
 use crate::error::Result;
 use crate::keys::ttl_millis;
+use crate::memo::flight::{Flights, Outcome, Role};
+use crate::memo::Share;
 use once_cell::sync::Lazy;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::any::Any;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
@@ -63,6 +78,8 @@ pub struct DistributedLoader {
     wait_timeout: Duration,
     lock_prefix: String,
     runtime: Option<Handle>,
+    /// This process's callers of each key (shared by clones of the loader).
+    local: Arc<Flights>,
 }
 
 impl DistributedLoader {
@@ -75,6 +92,7 @@ impl DistributedLoader {
             wait_timeout: Duration::from_secs(30),
             lock_prefix: "memorix:lock:".to_owned(),
             runtime: None,
+            local: Arc::default(),
         }
     }
 
@@ -115,7 +133,100 @@ impl DistributedLoader {
     /// Only the loader's own error reaches the caller. Cache and lock failures
     /// are logged and never fail the call: the worst case is that the loader
     /// runs more than once.
+    ///
+    /// When the loader fails, callers waiting in this process take over one
+    /// at a time (each runs its own loader, never two at once); use
+    /// [`get_or_load_shared`](Self::get_or_load_shared) to hand them the
+    /// error instead.
     pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        cache: &dyn Cache,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        self.coalesced(cache, key, ttl, load, None).await
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load), but a failure of the loader
+    /// is handed to every caller waiting for the same key in this process: the
+    /// loader runs once for all of them. (Other processes cannot receive the
+    /// error; their waiters take the lease and load, one at a time.)
+    pub async fn get_or_load_shared<T, E, F, Fut>(
+        &self,
+        cache: &dyn Cache,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let share = Share {
+            pack: |err: &E| -> Arc<dyn Any + Send + Sync> { Arc::new(err.clone()) },
+            unpack: |any| any.downcast_ref::<E>().cloned(),
+        };
+        self.coalesced(cache, key, ttl, load, Some(share)).await
+    }
+
+    /// One flight per key in this process: the leader goes through the lease;
+    /// waiters read the value it stored, receive its error (`share`), or take
+    /// over one at a time.
+    async fn coalesced<T, E, F, Fut>(
+        &self,
+        cache: &dyn Cache,
+        key: &str,
+        ttl: Option<Duration>,
+        load: F,
+        share: Option<Share<E>>,
+    ) -> std::result::Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let flight_key = format!("{}{}", cache.prefix(), key);
+        loop {
+            let leader = match self.local.join(&flight_key) {
+                Role::Leader(leader) => leader,
+                Role::Waiter(waiter) => {
+                    match waiter.wait().await {
+                        Outcome::Value(_) => {
+                            if let Some(Ok(value)) = read(cache, key).await.map(|b| codec::decode(cache.codec(), &b)) {
+                                return Ok(value);
+                            }
+                        }
+                        Outcome::Result(err) => {
+                            if let Some(err) = share.and_then(|share| (share.unpack)(&*err)) {
+                                return Err(err);
+                            }
+                        }
+                        Outcome::Abandoned => {}
+                    }
+                    continue;
+                }
+            };
+            let result = self.leased(cache, key, ttl, load).await;
+            match (&result, share) {
+                (Ok(_), _) => leader.finish(Outcome::Value(Arc::new(()))),
+                (Err(err), Some(share)) => leader.finish(Outcome::Result((share.pack)(err))),
+                // Dropping the leader abandons the flight: one waiter takes over.
+                (Err(_), None) => drop(leader),
+            }
+            return result;
+        }
+    }
+
+    /// The cross-process part of a load: wait for the lease or the value.
+    async fn leased<T, E, F, Fut>(
         &self,
         cache: &dyn Cache,
         key: &str,

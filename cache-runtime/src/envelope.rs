@@ -2,14 +2,28 @@
 //! then the body.
 //!
 //! ```text
-//! byte 0   magic 0xD7
-//! byte 1   format version (1)
-//! byte 2   flags: bit 0 = zlib-compressed, bit 1 = encrypted
-//! byte 3   codec: 0 = other, 1 = msgpack, 2 = json, 3 = pickle, 4 = raw bytes
-//! byte 4.. body: codec bytes, compressed if flagged, then encrypted if flagged
+//! byte 0      magic 0xD7
+//! byte 1      format version (1)
+//! byte 2      flags: bit 0 = zlib-compressed, bit 1 = encrypted,
+//!                    bit 2 = stamped, bit 3 = tombstone
+//! byte 3      codec: 0 = other, 1 = msgpack, 2 = json, 3 = pickle, 4 = raw bytes
+//! bytes 4..12 write stamp, when stamped: microseconds since the Unix epoch,
+//!             big-endian u64, taken when the value was first written
+//! then        body: codec bytes, compressed if flagged, then encrypted if
+//!             flagged (a tombstone has no body)
 //! ```
 //!
-//! With encryption on, the header is also encrypted with the body and
+//! The write stamp is an additive field: a value without it (flag bit 2
+//! clear) has the 4-byte header of earlier releases and reads as before.
+//! Every value [`Envelope::seal`] writes carries one, so that a write replayed
+//! after an outage can be compared with what Redis holds, and never replaces a
+//! newer one (last original write wins, by the writers' clocks). A tombstone
+//! is a stamped header with no body: the two-tier engine writes it for a
+//! removal, so that an older replayed write cannot bring the key back; every
+//! read treats it as a miss. [`Header::len`] is the header's length in bytes
+//! (4, or 12 when stamped).
+//!
+//! With encryption on, the whole header (stamp included) is also encrypted with the body and
 //! compared on read, so the cipher's MAC covers every header byte: flags or
 //! the codec cannot be changed without the read failing.
 //!
@@ -46,17 +60,51 @@ use std::time::Instant;
 pub const ENVELOPE_MAGIC: u8 = 0xD7;
 /// Current format version.
 pub const ENVELOPE_VERSION: u8 = 1;
-/// Header length in bytes.
+/// Length in bytes of the header without a write stamp.
 pub const HEADER_LEN: usize = 4;
+/// Length in bytes of the write stamp that follows the header when stamped.
+pub const STAMP_LEN: usize = 8;
 
-const FLAG_COMPRESSED: u8 = 0b01;
-const FLAG_ENCRYPTED: u8 = 0b10;
+const FLAG_COMPRESSED: u8 = 0b0001;
+const FLAG_ENCRYPTED: u8 = 0b0010;
+const FLAG_STAMPED: u8 = 0b0100;
+const FLAG_TOMBSTONE: u8 = 0b1000;
+const KNOWN_FLAGS: u8 = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_STAMPED | FLAG_TOMBSTONE;
 
 /// The parsed header of a stored value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     flags: u8,
     codec: u8,
+    stamp: Option<u64>,
+}
+
+/// A write stamp for a value written now: microseconds since the Unix epoch,
+/// strictly increasing within this process (two writes in one microsecond
+/// still order).
+pub fn write_stamp() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let previous = LAST
+        .fetch_update(Relaxed, Relaxed, |last| Some(now.max(last.saturating_add(1))))
+        .unwrap_or(now);
+    now.max(previous.saturating_add(1))
+}
+
+/// A tombstone: the stored form of a removal made at `stamp`.
+pub fn tombstone(stamp: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + STAMP_LEN);
+    out.extend_from_slice(&[ENVELOPE_MAGIC, ENVELOPE_VERSION, FLAG_STAMPED | FLAG_TOMBSTONE, 0]);
+    out.extend_from_slice(&stamp.to_be_bytes());
+    out
+}
+
+/// True when `stored` is a tombstone (reads treat it as a miss).
+pub fn is_tombstone(stored: &[u8]) -> bool {
+    matches!(Header::parse(stored), Ok((header, _)) if header.tombstone())
 }
 
 impl Header {
@@ -77,16 +125,47 @@ impl Header {
             return Err(bad(format!("unsupported format version {}", stored[1])));
         }
         let flags = stored[2];
-        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(bad(format!("unknown flags 0b{flags:08b}")));
+        }
+        let (stamp, body) = if flags & FLAG_STAMPED != 0 {
+            let Some(stamp) = stored.get(HEADER_LEN..HEADER_LEN + STAMP_LEN) else {
+                return Err(bad(format!("{} bytes is too short for a stamped header", stored.len())));
+            };
+            let mut be = [0u8; STAMP_LEN];
+            be.copy_from_slice(stamp);
+            (Some(u64::from_be_bytes(be)), &stored[HEADER_LEN + STAMP_LEN..])
+        } else {
+            (None, &stored[HEADER_LEN..])
+        };
+        if flags & FLAG_TOMBSTONE != 0 && (stamp.is_none() || !body.is_empty()) {
+            return Err(bad("a tombstone is a stamped header without a body".to_owned()));
         }
         Ok((
             Header {
                 flags,
                 codec: stored[3],
+                stamp,
             },
-            &stored[HEADER_LEN..],
+            body,
         ))
+    }
+
+    /// The header's length in bytes: [`HEADER_LEN`], plus [`STAMP_LEN`] when stamped.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        HEADER_LEN + if self.stamp.is_some() { STAMP_LEN } else { 0 }
+    }
+
+    /// When the value was first written (microseconds since the Unix
+    /// epoch), if the writer stamped it.
+    pub fn stamp(&self) -> Option<u64> {
+        self.stamp
+    }
+
+    /// True for a tombstone: a removal marker, read as a miss.
+    pub fn tombstone(&self) -> bool {
+        self.flags & FLAG_TOMBSTONE != 0
     }
 
     /// True when the body is zlib-compressed.
@@ -213,19 +292,24 @@ impl Transform for Envelope {
         if self.cipher.is_some() {
             flags |= FLAG_ENCRYPTED;
         }
-        let header = [ENVELOPE_MAGIC, ENVELOPE_VERSION, flags, self.codec];
+        let mut header = Vec::with_capacity(HEADER_LEN + STAMP_LEN);
+        header.extend_from_slice(&[ENVELOPE_MAGIC, ENVELOPE_VERSION, flags | FLAG_STAMPED, self.codec]);
+        header.extend_from_slice(&write_stamp().to_be_bytes());
         if let Some(cipher) = &self.cipher {
             body = Some(cipher.seal(&authenticated(&header, body.as_deref().unwrap_or(plain)))?);
         }
         let body = body.as_deref().unwrap_or(plain);
-        let mut out = Vec::with_capacity(header.len() + body.len());
-        out.extend_from_slice(&header);
+        let mut out = header;
+        out.reserve(body.len());
         out.extend_from_slice(body);
         Ok(out)
     }
 
     fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
         let (header, body) = Header::parse(stored)?;
+        if header.tombstone() {
+            return Err(CacheError::codec(self.codec_name, "a removal marker, not a value"));
+        }
         let header_bytes = &stored[..stored.len() - body.len()];
         if header.codec != self.codec && header.codec != 0 && self.codec != 0 {
             return Err(CacheError::codec(
@@ -338,6 +422,22 @@ mod tests {
     }
 
     #[test]
+    fn every_value_is_stamped_and_tombstones_read_as_markers() {
+        let envelope = Envelope::new(&MsgPack);
+        let (first, second) = (envelope.seal(b"a").unwrap(), envelope.seal(b"b").unwrap());
+        let (h1, body) = Header::parse(&first).unwrap();
+        assert_eq!((h1.len(), body), (HEADER_LEN + STAMP_LEN, &b"a"[..]));
+        let h2 = Header::parse(&second).unwrap().0;
+        assert!(h2.stamp().unwrap() > h1.stamp().unwrap(), "stamps increase");
+        // A value of an earlier release (no stamp) still reads.
+        assert_eq!(envelope.open(b"\xd7\x01\x00\x01x").unwrap(), b"x");
+        let tomb = tombstone(42);
+        assert!(is_tombstone(&tomb) && !is_tombstone(&first));
+        assert_eq!(Header::parse(&tomb).unwrap().0.stamp(), Some(42));
+        assert!(envelope.open(&tomb).unwrap_err().is_corrupt_entry());
+    }
+
+    #[test]
     fn mismatches_are_typed_errors() {
         let plain = Envelope::new(&MsgPack);
         let encrypted = Envelope::new(&MsgPack).cipher(Arc::new(Xor));
@@ -346,7 +446,15 @@ mod tests {
         assert!(matches!(encrypted.open(&stored_plain), Err(CacheError::Crypto(_))));
         assert!(matches!(plain.open(&stored_enc), Err(CacheError::Crypto(_))));
         assert!(Envelope::new(&Json).open(&stored_plain).unwrap_err().is_corrupt_entry());
-        for bad in [&b""[..], b"\xd7\x01", b"abcd", b"\xd7\x09\x00\x01", b"\xd7\x01\x80\x01"] {
+        for bad in [
+            &b""[..],
+            b"\xd7\x01",
+            b"abcd",
+            b"\xd7\x09\x00\x01",
+            b"\xd7\x01\x80\x01",
+            b"\xd7\x01\x04\x01\x00",
+            b"\xd7\x01\x08\x01",
+        ] {
             assert!(plain.open(bad).unwrap_err().is_corrupt_entry(), "{bad:?}");
         }
         let bomb = crate::compression::compress(&vec![0u8; 2 << 20], 9).unwrap();

@@ -59,7 +59,7 @@ pub use crate::engine::{
     CryptRedisCache, CryptRedisCacheBuilder, MemoryCache, NullCache, RedisCache, RedisCacheBuilder, Rotation,
     RotationSummary,
 };
-pub use crate::envelope::{Envelope, Header, ENVELOPE_MAGIC, ENVELOPE_VERSION, HEADER_LEN};
+pub use crate::envelope::{Envelope, Header, ENVELOPE_MAGIC, ENVELOPE_VERSION, HEADER_LEN, STAMP_LEN};
 pub use crate::error::{BoxError, CacheError, Result};
 pub use crate::memo::{init, init_from_env, register};
 pub use crate::metrics::{CompressionStats, GenericStats, LatencyStats, TierStats, L1_SAMPLE_EVERY};

@@ -255,6 +255,7 @@ pub(crate) struct Metrics {
     pub(crate) breaker_opens: AtomicU64,
     pub(crate) recoveries: AtomicU64,
     pub(crate) replayed: AtomicU64,
+    pub(crate) dropped_writes: AtomicU64,
     pub(crate) errors: [AtomicU64; ERROR_KINDS.len()],
     pub(crate) compression: std::sync::Arc<CompressionCounters>,
     latency: [Histogram; 4],
@@ -360,6 +361,7 @@ impl Metrics {
             circuit_breaker_opens: self.breaker_opens.load(Relaxed),
             recoveries: self.recoveries.load(Relaxed),
             replayed_writes: self.replayed.load(Relaxed),
+            dropped_writes: self.dropped_writes.load(Relaxed),
         }
     }
 
@@ -381,6 +383,7 @@ impl Metrics {
             &self.breaker_opens,
             &self.recoveries,
             &self.replayed,
+            &self.dropped_writes,
         ] {
             c.store(0, Relaxed);
         }
@@ -485,6 +488,10 @@ pub struct GenericStats {
     pub recoveries: u64,
     /// Writes and removes replayed to Redis after an outage.
     pub replayed_writes: u64,
+    /// Writes made during an outage that did not fit `max_pending_writes`
+    /// (also `memorix_dropped_writes_total`): their keys are removed from
+    /// Redis on recovery instead of replayed.
+    pub dropped_writes: u64,
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //!   slot. [`ClusterConnection`] groups the per-slot `MGET`s into one pipeline
 //!   per primary instead (one round trip per node).
 //! - pipelines: redis-rs sends a pipeline to the node of its first key and
-//!   refuses one that spans slots (`CROSSSLOT`), so a batch of `SET`s is split
-//!   here into one pipeline per primary.
+//!   refuses one that spans slots (`CROSSSLOT`), so a batch of single-key
+//!   commands is split here into one pipeline per primary.
 //! - `SCAN`: redis-rs sends it to one random node. A prefix purge runs `SCAN`
 //!   on every primary here, and `UNLINK`s each batch in one pipeline per node.
 
@@ -32,7 +32,7 @@ const SLOTS: usize = 16384;
 /// It wraps redis-rs's `cluster_async::ClusterConnection` (which routes every
 /// single-key command to the primary owning the key's slot and follows
 /// failovers) and remembers which primary serves which slot, so that batch
-/// operations of a `RedisCache` cost one round trip per node.
+/// operations of every engine cost one round trip per node.
 ///
 /// ```no_run
 /// use memorix_runtime::{RedisCache, RedisConfig};
@@ -307,20 +307,16 @@ impl ClusterConnection {
         Ok(out)
     }
 
-    /// Runs single-key commands (`SET`s of a batch write), one pipeline per
-    /// primary. `key` of each pair is the key the command touches. Fails with
-    /// the first error any command answered.
-    pub(crate) async fn exec_keyed(&mut self, cmds: Vec<(String, Cmd)>) -> RedisResult<()> {
+    /// Runs single-key commands (a batch write, a batch of `GET` + `PTTL`, a
+    /// replay), one pipeline per primary. `key` of each pair is the key the
+    /// command touches. Replies come back in order; a server error answered by
+    /// one command stays in its place.
+    pub(crate) async fn run_keyed(&mut self, cmds: Vec<(String, Cmd)>) -> RedisResult<Vec<Value>> {
         let cmds = cmds
             .into_iter()
             .map(|(key, cmd)| (key_slot(key.as_bytes()), cmd))
             .collect();
-        for reply in self.run_by_node(cmds).await? {
-            if let Value::ServerError(err) = reply {
-                return Err(err.into());
-            }
-        }
-        Ok(())
+        self.run_by_node(cmds).await
     }
 
     /// Deletes every key matching `pattern` on every primary: `SCAN` per

@@ -1,6 +1,7 @@
 //! Connections to Redis: configuration, URL parsing, and the connection handle
 //! every Redis-backed engine shares.
 
+pub(crate) mod batch;
 mod cluster;
 mod config;
 pub(crate) mod health;

@@ -2,7 +2,7 @@
 
 use crate::cache::{Cache, CacheExt, CorruptEntryPolicy};
 use crate::codec::{Codec, MsgPack};
-use crate::connection::{self, Attempt, RedisConfig, RedisConnection};
+use crate::connection::{self, batch, Attempt, RedisConfig, RedisConnection};
 use crate::error::{CacheError, Result};
 use crate::keys::{effective_ttl, ttl_millis, Prefix};
 use crate::pipeline::{Pipeline, Transform};
@@ -14,9 +14,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How many keys one SCAN step asks for and one UNLINK removes during `purge`.
-const PURGE_BATCH: usize = 500;
 
 /// Where one command runs (see `RedisCache::route`).
 enum Route {
@@ -473,13 +470,13 @@ impl Cache for RedisCache {
         if entries.is_empty() {
             return Ok(());
         }
-        if let RedisConnection::Cluster(mut cluster) = self.client()? {
+        if let conn @ RedisConnection::Cluster(_) = &mut self.client()? {
             // A pipeline may not span slots on a cluster: one per primary instead.
             let cmds = entries
                 .iter()
                 .map(|(key, value)| Ok((self.prefix.apply(key), self.set_cmd(key, value, ttl)?)))
                 .collect::<Result<Vec<_>>>()?;
-            return Ok(cluster.exec_keyed(cmds).await?);
+            return batch::first_error(&batch::run_keyed(conn, cmds).await?);
         }
         let mut pipe = redis::pipe();
         for (key, value) in entries {
@@ -498,32 +495,13 @@ impl Cache for RedisCache {
         Ok(count > 0)
     }
 
+    /// Removes every key of this cache's namespace, on every primary of a
+    /// cluster. An empty prefix, or one that does not end in a separator, is
+    /// refused with [`CacheError::Config`] (see [`Cache::purge`]).
     async fn purge(&self) -> Result<()> {
-        let pattern = self.prefix.scan_pattern();
-        if let RedisConnection::Cluster(mut cluster) = self.client()? {
-            // SCAN sees one node's keys: scan every primary.
-            return Ok(cluster.scan_unlink(&pattern, PURGE_BATCH).await?);
-        }
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(PURGE_BATCH),
-                )
-                .await?;
-            if !keys.is_empty() {
-                self.run::<()>(redis::cmd("UNLINK").arg(keys)).await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        let prefix = self.prefix.get();
+        batch::namespace_pattern(&prefix)?;
+        batch::purge(&mut self.client()?, &prefix).await
     }
 
     async fn close(&self) -> Result<()> {

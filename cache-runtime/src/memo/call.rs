@@ -506,13 +506,21 @@ impl Memo {
                     Role::Waiter(waiter) => {
                         stats::coalesced();
                         match waiter.wait().await {
-                            Outcome::Value(shared) => match shared.downcast_ref::<S>() {
-                                Some(value) => return (adapter.from_stored)(value.clone()),
-                                None => None,
-                            },
-                            Outcome::NotShared => None,
-                            Outcome::Abandoned => continue,
+                            Outcome::Value(shared) => {
+                                if let Some(value) = shared.downcast_ref::<S>() {
+                                    return (adapter.from_stored)(value.clone());
+                                }
+                            }
+                            Outcome::Result(shared) => {
+                                if let Some(result) = adapter.share.and_then(|share| (share.unpack)(&*shared)) {
+                                    return result;
+                                }
+                            }
+                            Outcome::Abandoned => {}
                         }
+                        // Nothing to take from this flight: join the next one,
+                        // so the body still runs once at a time.
+                        continue;
                     }
                 }
             } else {
@@ -609,17 +617,18 @@ impl Memo {
         let result = body.await;
         let compute = started.elapsed();
         if (adapter.is_error)(&result) {
-            if let Some(leader) = leader {
-                leader.finish(Outcome::NotShared);
-            }
             if let Some(value) = fallback {
                 stats::stale_served();
                 tracing::warn!(
                     function = self.spec.name,
                     "call failed; answering with the last good value"
                 );
+                if let Some(leader) = leader {
+                    leader.finish(Outcome::Value(Arc::new(value.clone())));
+                }
                 return (adapter.from_stored)(value);
             }
+            share_result(leader, &adapter, &result);
             return result;
         }
         match (adapter.to_stored)(&result) {
@@ -629,11 +638,7 @@ impl Memo {
                     leader.finish(Outcome::Value(Arc::new(value)));
                 }
             }
-            None => {
-                if let Some(leader) = leader {
-                    leader.finish(Outcome::NotShared);
-                }
-            }
+            None => share_result(leader, &adapter, &result),
         }
         result
     }
@@ -950,6 +955,15 @@ impl<C: Cache + 'static> CacheHandle for Arc<C> {
 impl CacheHandle for Arc<dyn Cache> {
     fn memorix_cache_handle(&self) -> Arc<dyn Cache> {
         self.clone()
+    }
+}
+
+/// Ends a flight whose result is not cached: the waiters get a clone when
+/// the return type allows one; otherwise dropping the leader abandons the
+/// flight and the waiters take over one at a time.
+fn share_result<R, S>(leader: Option<Leader<'_>>, adapter: &Adapter<R, S>, result: &R) {
+    if let (Some(leader), Some(share)) = (leader, adapter.share) {
+        leader.finish(Outcome::Result((share.pack)(result)));
     }
 }
 

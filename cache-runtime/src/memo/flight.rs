@@ -1,11 +1,21 @@
 //! Single-flight: one body execution per cold key, however many callers.
 //!
 //! The first caller of a key becomes the leader and runs the body; later
-//! callers wait for its outcome. If the leader's future is dropped (a timeout,
-//! a cancelled request) its guard marks the flight abandoned and one waiter
-//! takes over. Flights are per key, so a recursive function that calls itself
-//! with other arguments never waits on itself, and no lock is held while a
-//! body runs.
+//! callers wait for its outcome. Never more than one body runs at a time per
+//! key, whatever the body returns:
+//!
+//! - a cacheable value is handed to every waiter ([`Outcome::Value`]);
+//! - any other result (an error, a value `unless` keeps out of the cache) is
+//!   handed to every waiter as a clone when the return type is `Clone`
+//!   ([`Outcome::Result`]): the body ran once for the whole flight;
+//! - otherwise, and when the leader's future is dropped (a timeout, a
+//!   cancelled request), the flight is abandoned and the waiters take over one
+//!   at a time: one becomes the next leader, the others wait for it.
+//!
+//! Flights are per key, so a recursive function that calls itself with other
+//! arguments never waits on itself, and no lock is held while a body runs.
+//! The same flights coalesce in-process callers of
+//! [`DistributedLoader`](crate::DistributedLoader).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -16,10 +26,11 @@ use std::sync::{Arc, Mutex};
 pub(crate) enum Outcome {
     /// The leader produced a cacheable value.
     Value(Arc<dyn Any + Send + Sync>),
-    /// The leader's result is not shared (an error, or not cacheable): each
-    /// waiter runs the body itself.
-    NotShared,
-    /// The leader went away; a waiter takes over.
+    /// The leader's result was not cacheable (an error, say) but can be
+    /// cloned: a copy of the whole return value, for each waiter.
+    Result(Arc<dyn Any + Send + Sync>),
+    /// The leader went away, or its result can be neither cached nor cloned:
+    /// the waiters take over one at a time.
     Abandoned,
 }
 

@@ -22,7 +22,7 @@
 
 mod args;
 mod call;
-mod flight;
+pub(crate) mod flight;
 mod key;
 mod l0;
 mod registry;
@@ -38,6 +38,6 @@ pub use registry::{
     default_cache, init, init_from_env, init_shared, named_cache, register, register_shared, ENCRYPTED_CACHE,
     ENCRYPTION_KEY_ENV, NAMESPACE_ENV, REDIS_URL_ENV,
 };
-pub use spec::{Adapter, CacheChoice, CodecChoice, MemoSpec};
+pub use spec::{Adapter, CacheChoice, CodecChoice, MemoSpec, Share, ShareByClone, ShareNone, ShareProbe};
 pub use stats::{stats, MemoStats};
 pub use tier::{Tiered, DEFAULT_TIER_CAPACITY};

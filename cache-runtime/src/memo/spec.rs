@@ -1,6 +1,9 @@
 //! What one memoized function asked for: the options of its attribute, as the
 //! macro wrote them into a `static`.
 
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The options of one `#[cached]`, `#[cache_put]` or `#[cache_evict]`.
@@ -94,9 +97,74 @@ pub struct Adapter<R, S> {
     /// Rebuilds a return value from a cached one.
     pub from_stored: fn(S) -> R,
     /// True for a failed call (an `Err`): eligible for `stale_if_error`,
-    /// not shared with waiting callers, never evicts.
+    /// never cached, never evicts.
     pub is_error: fn(&R) -> bool,
+    /// How a result that is not cached (an error) reaches the callers waiting
+    /// on the same key: `Some` when `R` is `Clone` (each waiter gets a copy),
+    /// `None` otherwise (the waiters run the body one at a time). The macro
+    /// fills it in with [`ShareProbe`].
+    pub share: Option<Share<R>>,
 }
+
+/// Copies a return value to waiting callers (see [`Adapter::share`]).
+pub struct Share<R> {
+    /// Boxes a copy of the leader's result for the waiters.
+    pub pack: fn(&R) -> Arc<dyn Any + Send + Sync>,
+    /// A waiter's copy, back out of the box.
+    pub unpack: fn(&(dyn Any + Send + Sync)) -> Option<R>,
+}
+
+impl<R> Clone for Share<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Share<R> {}
+
+/// Picks [`Adapter::share`] at compile time (autoref specialisation):
+/// `(&ShareProbe::<R>::new()).memorix_share()` is `Some` through
+/// [`ShareByClone`] when `R` is `Clone + Send + Sync + 'static`, and `None`
+/// through [`ShareNone`] otherwise. Both traits must be in scope.
+pub struct ShareProbe<R>(PhantomData<fn() -> R>);
+
+impl<R> ShareProbe<R> {
+    /// A probe for the return type `R`.
+    pub const fn new() -> Self {
+        ShareProbe(PhantomData)
+    }
+}
+
+impl<R> Default for ShareProbe<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The [`ShareProbe`] answer for a cloneable return type.
+pub trait ShareByClone<R> {
+    /// `Some`: waiters get a clone of the leader's result.
+    fn memorix_share(&self) -> Option<Share<R>>;
+}
+
+impl<R: Clone + Send + Sync + 'static> ShareByClone<R> for ShareProbe<R> {
+    fn memorix_share(&self) -> Option<Share<R>> {
+        Some(Share {
+            pack: |r| Arc::new(r.clone()),
+            unpack: |any| any.downcast_ref::<R>().cloned(),
+        })
+    }
+}
+
+/// The [`ShareProbe`] answer for any other return type.
+pub trait ShareNone<R> {
+    /// `None`: waiters run the body one at a time.
+    fn memorix_share(&self) -> Option<Share<R>> {
+        None
+    }
+}
+
+impl<R> ShareNone<R> for &ShareProbe<R> {}
 
 impl<R, S> Clone for Adapter<R, S> {
     fn clone(&self) -> Self {
@@ -114,6 +182,7 @@ impl<T: Clone> Adapter<T, T> {
             to_stored: |r| Some(r.clone()),
             from_stored: |s| s,
             is_error: |_| false,
+            share: None,
         }
     }
 }

@@ -4,8 +4,8 @@
 //! shares (`impl Cache`) is in `cache_impl.rs`.
 
 use super::backend::Backend;
-use super::breaker::Pending;
 use super::callbacks::Callbacks;
+use super::pending::Pending;
 use super::{invalidation, security, spans};
 use super::{
     CacheEvent, CallbackId, EventInfo, GenericRedisCache, GenericRedisCacheBuilder, Inner, SecurityStatus,

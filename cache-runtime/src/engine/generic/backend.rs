@@ -6,7 +6,7 @@
 //! server refusal (ACL denial, wrong type).
 
 use super::{CacheEvent, Inner, Tier};
-use crate::connection::RedisConnection;
+use crate::connection::{batch, RedisConnection};
 use crate::error::{CacheError, Result};
 use crate::metrics::{self, Metrics};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -23,11 +23,18 @@ impl Backend {
     }
 }
 
-/// One command, or a pipeline of several.
+/// One command, a pipeline of several, a batch of single-key commands, or a
+/// namespace purge. Batches and purges go through the shared
+/// `connection::batch` code: one round trip per node on a cluster.
 #[derive(Clone, Copy)]
 pub(super) enum Req<'a> {
     One(&'a redis::Cmd),
     Many(&'a redis::Pipeline),
+    /// Single-key commands, each with the key it touches; the reply is one
+    /// value per command, in order.
+    Keyed(&'a [(String, redis::Cmd)]),
+    /// Every key of this namespace (the prefix).
+    Purge(&'a str),
 }
 
 /// Runs `req` once. The connection manager bounds it with the configured
@@ -36,6 +43,14 @@ async fn run<T: redis::FromRedisValue>(req: Req<'_>, conn: &mut RedisConnection)
     let result = match req {
         Req::One(cmd) => cmd.query_async::<T>(conn).await,
         Req::Many(pipe) => pipe.query_async::<T>(conn).await,
+        Req::Keyed(cmds) => {
+            let replies = batch::run_keyed(conn, cmds.to_vec()).await?;
+            return Ok(T::from_redis_value(redis::Value::Array(replies)).map_err(redis::RedisError::from)?);
+        }
+        Req::Purge(prefix) => {
+            batch::purge(conn, prefix).await?;
+            return Ok(T::from_redis_value(redis::Value::Nil).map_err(redis::RedisError::from)?);
+        }
     };
     result.map_err(CacheError::from)
 }

@@ -4,12 +4,13 @@
 //! does while Redis is down is summed up in the module docs of `mod.rs`.
 
 use super::backend::Req;
-use super::breaker::PendingOp;
-use super::{invalidation, spans};
+use super::pending::PendingOp;
+use super::{invalidation, recovery, spans};
 use super::{CacheEvent, GenericRedisCache, Tier};
 use crate::cache::{Cache, CorruptEntryPolicy};
 use crate::codec::Codec;
-use crate::connection::RedisConnection;
+use crate::connection::{batch, RedisConnection};
+use crate::envelope::{self, Header, HEADER_LEN, STAMP_LEN};
 use crate::error::{CacheError, Result};
 use crate::keys::{effective_ttl, ttl_millis};
 use crate::metrics::{Metrics, Op};
@@ -20,9 +21,6 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How many keys one SCAN step asks for during `purge`.
-const PURGE_BATCH: usize = 500;
 
 #[async_trait]
 impl Cache for GenericRedisCache {
@@ -78,7 +76,11 @@ impl Cache for GenericRedisCache {
                     Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
                     inner.l1_put(&key, bytes, ttl);
                     let expires = ttl.and_then(|t| Instant::now().checked_add(t));
-                    inner.defer(full, PendingOp::Set { sealed, expires }).await;
+                    let stamp = Header::parse(&sealed)
+                        .ok()
+                        .and_then(|(header, _)| header.stamp())
+                        .unwrap_or_else(envelope::write_stamp);
+                    inner.defer(full, PendingOp::Set { sealed, expires, stamp }).await;
                     Ok(())
                 }
                 Err(err) => {
@@ -124,15 +126,22 @@ impl Cache for GenericRedisCache {
                 let started = Instant::now();
                 let fill = inner.settings.enable_l1;
                 let epoch = inner.l1.epoch();
-                let mut pipe = redis::pipe();
+                // Single-key commands, so a cluster answers in one round trip per node.
+                let mut cmds = Vec::with_capacity(missing.len() * 2);
                 for (_, key) in &missing {
                     let full = inner.prefix.apply(key);
-                    pipe.cmd("GET").arg(&full);
+                    let mut get = redis::cmd("GET");
+                    get.arg(&full);
                     if fill {
-                        pipe.cmd("PTTL").arg(&full);
+                        let mut pttl = redis::cmd("PTTL");
+                        pttl.arg(&full);
+                        cmds.push((full.clone(), get));
+                        cmds.push((full, pttl));
+                    } else {
+                        cmds.push((full, get));
                     }
                 }
-                let answer = inner.exec::<Vec<redis::Value>>(Req::Many(&pipe), "*", false).await?;
+                let answer = inner.exec::<Vec<redis::Value>>(Req::Keyed(&cmds), "*", false).await?;
                 let mut values = match answer {
                     Ok(values) => values.into_iter(),
                     Err(_) => {
@@ -143,6 +152,7 @@ impl Cache for GenericRedisCache {
                         return Ok(out);
                     }
                 };
+                batch::first_error(values.as_slice())?;
                 let parse_err = |e: redis::ParsingError| CacheError::Redis(e.into());
                 for (i, key) in &missing {
                     let stored = values
@@ -172,12 +182,90 @@ impl Cache for GenericRedisCache {
     }
 
     async fn set_many_bytes(&self, entries: &[(&str, &[u8])], ttl: Option<Duration>) -> Result<()> {
-        let span = spans::set_many(&self.inner, entries.len());
+        let inner = &*self.inner;
+        let span = spans::set_many(inner, entries.len());
         span.run(async {
-            effective_ttl(ttl, Some(self.inner.settings.default_ttl))?;
+            inner.check_open()?;
+            let ttl = effective_ttl(ttl, Some(inner.settings.default_ttl))?;
+            let started = Instant::now();
+            let mut cmds = Vec::with_capacity(entries.len());
+            let mut sealed = Vec::with_capacity(entries.len());
             for (key, value) in entries {
-                self.set_bytes(key, value, ttl).await?;
+                let key = inner.user_key(key);
+                let full = inner.prefix.apply(&key);
+                let bytes = inner.pipeline.seal(value)?.into_owned();
+                let mut set = redis::cmd("SET");
+                set.arg(&full).arg(bytes.as_slice());
+                if let Some(ttl) = ttl {
+                    set.arg("PX").arg(ttl_millis(ttl));
+                }
+                cmds.push((full, set));
+                sealed.push((key, bytes, *value));
             }
+            // One round trip per node for the writes, then one for the invalidations.
+            let written = inner.exec::<Vec<redis::Value>>(Req::Keyed(&cmds), "*", true).await?;
+            let landed = match written {
+                Ok(replies) => {
+                    if let Err(err) = batch::first_error(&replies) {
+                        for (key, ..) in &sealed {
+                            inner.l1.bump();
+                            inner.l1.remove(key);
+                        }
+                        return Err(err);
+                    }
+                    if inner.settings.coherence {
+                        let mut pipe = redis::pipe();
+                        for (full, _) in &cmds {
+                            inner.publish(&mut pipe, full);
+                        }
+                        if inner.exec::<()>(Req::Many(&pipe), "*", false).await?.is_ok() {
+                            inner.metrics.invalidations_sent.fetch_add(cmds.len() as u64, Relaxed);
+                        }
+                    }
+                    true
+                }
+                Err(_) => false,
+            };
+            for ((key, bytes, value), (full, _)) in sealed.into_iter().zip(cmds) {
+                // Each entry still gets its own `memorix.set` span, inside the batch's.
+                let entry = spans::set(inner, &key);
+                entry
+                    .run(async {
+                        Metrics::bump(&inner.metrics.sets, "memorix_sets_total");
+                        let plain: Arc<[u8]> = Arc::from(value);
+                        if landed {
+                            entry.landed(Tier::Redis);
+                            if inner.settings.enable_l1 {
+                                inner.l1_put(&key, plain, ttl);
+                            } else {
+                                inner.l1.remove(&key);
+                            }
+                        } else {
+                            entry.landed(Tier::L1);
+                            Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
+                            inner.l1_put(&key, plain, ttl);
+                            let expires = ttl.and_then(|t| Instant::now().checked_add(t));
+                            let stamp = Header::parse(&bytes)
+                                .ok()
+                                .and_then(|(header, _)| header.stamp())
+                                .unwrap_or_else(envelope::write_stamp);
+                            inner
+                                .defer(
+                                    full,
+                                    PendingOp::Set {
+                                        sealed: bytes,
+                                        expires,
+                                        stamp,
+                                    },
+                                )
+                                .await;
+                        }
+                        inner.callbacks.fire(CacheEvent::Set, &key, None, None);
+                        Ok::<(), CacheError>(())
+                    })
+                    .await?;
+            }
+            inner.finish(Op::Set, started);
             Ok(())
         })
         .await
@@ -190,10 +278,13 @@ impl Cache for GenericRedisCache {
         span.run(async {
             inner.check_open()?;
             let started = Instant::now();
-            let mut exists = redis::cmd("EXISTS");
-            exists.arg(inner.prefix.apply(&key));
-            let found = match inner.exec::<u64>(Req::One(&exists), &key, false).await? {
-                Ok(n) => n > 0,
+            // The header is enough to tell a value from a tombstone (a removal).
+            let mut head = redis::cmd("GETRANGE");
+            head.arg(inner.prefix.apply(&key))
+                .arg(0)
+                .arg(HEADER_LEN + STAMP_LEN - 1);
+            let found = match inner.exec::<Vec<u8>>(Req::One(&head), &key, false).await? {
+                Ok(head) => !head.is_empty() && !envelope::is_tombstone(&head),
                 Err(_) => inner.l1.get(&key).is_some(),
             };
             span.hit(found);
@@ -214,18 +305,21 @@ impl Cache for GenericRedisCache {
             inner.l1.bump();
             let in_l1 = inner.l1.remove(&key);
             Metrics::bump(&inner.metrics.deletes, "memorix_deletes_total");
+            // A tombstone rather than UNLINK: an older write replayed after
+            // an outage must not bring the key back.
+            let stamp = envelope::write_stamp();
             let mut pipe = redis::pipe();
-            pipe.cmd("UNLINK").arg(&full);
+            pipe.add_command(recovery::removal(&full, stamp, false));
             inner.publish(&mut pipe, &full);
-            let existed = match inner.exec::<(u64,)>(Req::Many(&pipe), &key, true).await? {
-                Ok((n,)) => {
+            let existed = match inner.exec::<((i64, i64),)>(Req::Many(&pipe), &key, true).await? {
+                Ok(((_, existed),)) => {
                     if inner.settings.coherence {
                         Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
                     }
-                    n > 0
+                    existed > 0
                 }
                 Err(_) => {
-                    inner.defer(full, PendingOp::Remove).await;
+                    inner.defer(full, PendingOp::Remove { stamp }).await;
                     in_l1
                 }
             };
@@ -242,40 +336,20 @@ impl Cache for GenericRedisCache {
         let span = spans::purge(inner);
         span.run(async {
             inner.check_open()?;
+            let prefix = inner.prefix.get();
+            // Refused before anything is cleared: an empty or sibling-matching prefix.
+            batch::namespace_pattern(&prefix)?;
             inner.l1.clear();
             Metrics::bump(&inner.metrics.l1_clears, "memorix_l1_clears_total");
-            let pattern = inner.prefix.scan_pattern();
-            let mut cursor: u64 = 0;
-            loop {
-                let mut pipe = redis::pipe();
-                pipe.cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(PURGE_BATCH);
-                let ((next, keys),): ((u64, Vec<Vec<u8>>),) = inner
-                    .exec(Req::Many(&pipe), "*", false)
-                    .await?
-                    .map_err(|_| CacheError::Connection("Redis is unavailable; purge needs it".into()))?;
-                if !keys.is_empty() {
-                    let mut unlink = redis::pipe();
-                    unlink.cmd("UNLINK").arg(keys).ignore();
-                    inner
-                        .exec::<()>(Req::Many(&unlink), "*", false)
-                        .await?
-                        .map_err(|_| CacheError::Connection("Redis is unavailable; purge needs it".into()))?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            inner
+                .exec::<()>(Req::Purge(&prefix), "*", false)
+                .await?
+                .map_err(|_| CacheError::Connection("Redis is unavailable; purge needs it".into()))?;
             if inner.settings.coherence {
                 let mut pipe = redis::pipe();
                 pipe.cmd("PUBLISH")
                     .arg(&inner.channel)
-                    .arg(invalidation::purge_message(&inner.instance_id, &inner.prefix.get()))
+                    .arg(invalidation::purge_message(&inner.instance_id, &prefix))
                     .ignore();
                 let _ = inner.exec::<()>(Req::Many(&pipe), "*", false).await?;
             }

@@ -21,7 +21,9 @@ impl Inner {
         self.coherent.store(live, Relaxed);
     }
 
-    /// The subscription came back: invalidations may have been missed.
+    /// The subscription came back: invalidations may have been missed, so
+    /// every entry filled before the gap goes (while the subscription was
+    /// down, L1 did not answer ahead of Redis; see `tiers.rs`).
     pub(super) fn on_resubscribed(&self) {
         if self.breaker.is_closed() {
             self.l1.clear();

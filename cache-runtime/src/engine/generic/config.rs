@@ -241,6 +241,9 @@ impl GenericRedisCacheBuilder {
     }
 
     /// Most writes kept for replay while Redis is down (default 10 000).
+    /// A write beyond it is counted (`dropped_writes` in
+    /// [`stats`](super::GenericRedisCache::stats)) and its key is removed from
+    /// Redis on recovery instead of replayed, so no stale value survives.
     pub fn max_pending_writes(mut self, n: usize) -> Self {
         self.max_pending = n;
         self

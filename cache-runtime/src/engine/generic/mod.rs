@@ -8,8 +8,9 @@
 //!   L1. If Redis is unreachable the value still lands in L1, the failure is
 //!   counted and the write is replayed when Redis is back. If Redis refuses the
 //!   write (ACL denial, wrong type) the error is returned and L1 drops the key.
-//! - delete: both tiers. exists: asks Redis, never a possibly stale L1 (L1 only
-//!   answers while Redis is down).
+//! - delete: both tiers; Redis keeps a 60 s tombstone (read as a miss) so
+//!   that a replay of an older write cannot bring the key back. exists: asks
+//!   Redis, never a possibly stale L1 (L1 only answers while Redis is down).
 //! - Redis down at start: memory-only mode (or an error with
 //!   `fail_on_connection_error`), switching to Redis by itself once reachable.
 //! - Redis dying mid-run: a circuit breaker opens, L1 serves, a probe
@@ -32,7 +33,9 @@
 //! - `tiers.rs`: the read path through L1 and Redis, and L1 fills;
 //! - `backend.rs`: the Redis connections and `exec`, the one way a command
 //!   reaches them (through the circuit breaker);
-//! - `recovery.rs`: queuing writes during an outage, probing, and replay;
+//! - `recovery.rs`: queuing writes during an outage, probing, and replay
+//!   (compare-and-set on write stamps, so a replay never goes back in time);
+//! - `pending.rs`: the bounded queue of writes kept for replay;
 //! - `coherence.rs`: publishing and applying L1 invalidations;
 //! - `breaker.rs`, `invalidation.rs`, `callbacks.rs`, `config.rs`,
 //!   `factory.rs`, `security.rs`, `spans.rs`: as their own docs say.
@@ -46,6 +49,7 @@ mod coherence;
 mod config;
 mod factory;
 mod invalidation;
+mod pending;
 mod recovery;
 mod security;
 mod spans;
@@ -57,9 +61,9 @@ pub use self::factory::CacheFactory;
 pub use self::security::{SecurityConfig, SecurityStatus, SecurityValidation, TlsVersion, SECURE_SCORE};
 
 use self::backend::Backend;
-use self::breaker::Pending;
 use self::callbacks::Callbacks;
 use self::config::Settings;
+use self::pending::Pending;
 use crate::codec::Codec;
 use crate::connection::health::Health;
 use crate::connection::RedisConfig;

@@ -10,6 +10,7 @@ use super::spans::OpSpan;
 use super::{CacheEvent, Inner, Tier};
 use crate::cache::CorruptEntryPolicy;
 use crate::codec;
+use crate::envelope;
 use crate::error::Result;
 use crate::l1::Entry;
 use crate::metrics::{self, Metrics, Op};
@@ -23,10 +24,20 @@ use std::time::{Duration, Instant};
 pub(super) type RedisHit = (Arc<[u8]>, Option<Arc<Entry>>);
 
 impl Inner {
-    /// L1 serves reads when enabled, and always while Redis is unavailable.
+    /// L1 answers before Redis is asked: when enabled and, with coherence
+    /// on, while the invalidation subscription is live. Between losing the
+    /// subscription and regaining it, invalidations go missing, so reads go to
+    /// Redis (L1 answers only if Redis does not); the entries filled before
+    /// the gap are dropped when the subscription comes back.
+    #[inline]
+    fn l1_first(&self) -> bool {
+        self.settings.enable_l1 && (!self.settings.coherence || self.coherent.load(Relaxed))
+    }
+
+    /// L1 serves reads when trusted, and always while Redis is unavailable.
     #[inline]
     fn l1_active(&self) -> bool {
-        self.settings.enable_l1 || !self.breaker.is_closed()
+        self.l1_first() || !self.breaker.is_closed()
     }
 
     #[inline]
@@ -150,6 +161,8 @@ impl Inner {
         pttl: Option<i64>,
         epoch: u64,
     ) -> Result<Option<RedisHit>> {
+        // A tombstone is a removal that Redis keeps for the replay order.
+        let stored = stored.filter(|bytes| !envelope::is_tombstone(bytes));
         let Some(stored) = stored else {
             self.metrics.redis_get(false);
             self.count_get(false, key, Tier::Redis);
@@ -185,7 +198,7 @@ impl Inner {
 
     /// A get while Redis is down: memory may still hold the value.
     pub(super) fn redis_down(&self, key: &str) -> Option<RedisHit> {
-        match (!self.settings.enable_l1).then(|| self.l1.get(key)).flatten() {
+        match (!self.l1_first()).then(|| self.l1.get(key)).flatten() {
             Some(entry) => {
                 self.metrics.l1_hit();
                 self.callbacks.fire(CacheEvent::GetHit, key, Some(Tier::L1), None);
