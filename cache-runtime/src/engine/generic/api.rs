@@ -98,6 +98,7 @@ impl GenericRedisCache {
             instance_id: invalidation::new_instance_id(),
             channel,
             coherent: AtomicBool::new(false),
+            in_gap: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             last_validation: Mutex::new(None),
             settings,

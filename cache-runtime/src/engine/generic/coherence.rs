@@ -19,6 +19,17 @@ impl Inner {
 
     pub(super) fn coherence_live(&self, live: bool) {
         self.coherent.store(live, Relaxed);
+        // Only a subscription that was live can be lost: before the first
+        // one, L1 holds nothing filled under a subscription.
+        if live {
+            self.in_gap.store(false, Relaxed);
+        }
+    }
+
+    /// The subscription dropped: until it is back, L1 does not answer ahead
+    /// of Redis (see `tiers.rs`).
+    pub(super) fn subscription_lost(&self) {
+        self.in_gap.store(true, Relaxed);
     }
 
     /// The subscription came back: invalidations may have been missed, so

@@ -105,6 +105,7 @@ pub(crate) async fn subscribe_loop(inner: Weak<Inner>, channel: String, retry: D
             }
             let Some(inner) = inner.upgrade() else { return };
             inner.coherence_live(false);
+            inner.subscription_lost();
             tracing::debug!("L1 invalidation subscription lost; reconnecting");
         }
         tokio::time::sleep(retry).await;

@@ -106,6 +106,8 @@ pub(crate) struct Inner {
     instance_id: String,
     channel: String,
     coherent: AtomicBool,
+    /// The invalidation subscription was live and is lost (not yet back).
+    in_gap: AtomicBool,
     closed: AtomicBool,
     last_validation: Mutex<Option<SecurityValidation>>,
 }

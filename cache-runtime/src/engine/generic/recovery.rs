@@ -104,8 +104,8 @@ impl Inner {
         loop {
             let backlog = self.pending.take();
             if !backlog.is_empty() {
-                let replayed =
-                    tokio::time::timeout(self.redis_config.response_timeout(), self.replay(&mut conn, &backlog));
+                let budget = replay_budget(self.redis_config.response_timeout(), &backlog);
+                let replayed = tokio::time::timeout(budget, self.replay(&mut conn, &backlog));
                 match replayed.await {
                     Ok(Ok(())) => {
                         self.metrics.replayed.fetch_add(backlog.ops.len() as u64, Relaxed);
@@ -180,6 +180,14 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// How long a replay may take: one response timeout per thousand ops (the
+/// backlog goes out in per-node pipelines), a few more for a purge.
+fn replay_budget(response_timeout: Duration, backlog: &Backlog) -> Duration {
+    let batches = 1 + u32::try_from(backlog.ops.len() / 1000).unwrap_or(u32::MAX);
+    let purge = if backlog.purge { 4 } else { 0 };
+    response_timeout.saturating_mul(batches.saturating_add(purge))
 }
 
 /// How long a removal's tombstone stays in Redis: long enough for every

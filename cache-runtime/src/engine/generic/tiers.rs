@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 pub(super) type RedisHit = (Arc<[u8]>, Option<Arc<Entry>>);
 
 impl Inner {
-    /// L1 answers before Redis is asked: when enabled and, with coherence
-    /// on, while the invalidation subscription is live. Between losing the
-    /// subscription and regaining it, invalidations go missing, so reads go to
-    /// Redis (L1 answers only if Redis does not); the entries filled before
-    /// the gap are dropped when the subscription comes back.
+    /// L1 answers before Redis is asked: when enabled, except in a
+    /// subscription gap. Between losing the invalidation subscription and
+    /// regaining it, invalidations go missing, so reads go to Redis (L1
+    /// answers only if Redis does not); the entries filled before the gap are
+    /// dropped when the subscription comes back.
     #[inline]
     fn l1_first(&self) -> bool {
-        self.settings.enable_l1 && (!self.settings.coherence || self.coherent.load(Relaxed))
+        self.settings.enable_l1 && !self.in_gap.load(Relaxed)
     }
 
     /// L1 serves reads when trusted, and always while Redis is unavailable.
