@@ -353,7 +353,7 @@ mod attribute {
     }
 
     #[memorix::rate_limit(
-        key = "tenant:{tenant}:{user:?}",
+        key = "tenant:{tenant}:{user}",
         rate = "2/h",
         algorithm = "fixed_window",
         store = "windows"

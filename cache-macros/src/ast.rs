@@ -50,8 +50,9 @@ pub struct Func {
 }
 
 impl Func {
-    /// Models `item`, reporting what memoization cannot support.
-    pub fn from_item(item: ItemFn, cx: &Ctxt) -> Func {
+    /// Models `item`, reporting what memoization cannot support (`memo`:
+    /// for `#[cached]`, `#[cache_put]` and `#[cache_evict]`).
+    pub fn from_item(item: ItemFn, memo: bool, cx: &Ctxt) -> Func {
         let mut receiver = None;
         let mut args = Vec::new();
         for input in &item.sig.inputs {
@@ -75,10 +76,12 @@ impl Func {
                             impl_trait,
                             mut_ref,
                         }),
-                        other => cx.error(
+                        other if memo => cx.error(
                             other.span(),
                             "memoized functions need named arguments (`name: Type`); destructure inside the body",
                         ),
+                        // Not nameable in a key; `check` says so if the key tries.
+                        _ => {}
                     }
                 }
             }
@@ -87,7 +90,9 @@ impl Func {
             ReturnType::Default => syn::parse_quote!(()),
             ReturnType::Type(_, ty) => (**ty).clone(),
         };
-        check_return(&ret, cx);
+        if memo {
+            check_return(&ret, cx);
+        }
         let ret_kind = return_kind(&ret);
         let mut type_params = Vec::new();
         let mut const_params = Vec::new();

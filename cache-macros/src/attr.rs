@@ -14,6 +14,7 @@ pub enum Kind {
     Cached,
     CachePut,
     CacheEvict,
+    RateLimit,
 }
 
 impl Kind {
@@ -22,6 +23,7 @@ impl Kind {
             Kind::Cached => "cached",
             Kind::CachePut => "cache_put",
             Kind::CacheEvict => "cache_evict",
+            Kind::RateLimit => "rate_limit",
         }
     }
 
@@ -50,6 +52,7 @@ impl Kind {
                 TTL, PREFIX, NAME, KEY, VALUE, CACHE, ENCRYPT, COMPRESS, CODEC, JITTER, CRATE,
             ],
             Kind::CacheEvict => &[PREFIX, NAME, KEY, CACHE, ENCRYPT, ALL_ENTRIES, BEFORE_INVOCATION, CRATE],
+            Kind::RateLimit => &[KEY, RATE, BURST, ALGORITHM, STORE, CRATE],
         }
     }
 }
@@ -73,6 +76,31 @@ pub const CRATE: &str = "crate";
 pub const VALUE: &str = "value";
 pub const ALL_ENTRIES: &str = "all_entries";
 pub const BEFORE_INVOCATION: &str = "before_invocation";
+pub const RATE: &str = "rate";
+pub const BURST: &str = "burst";
+pub const ALGORITHM: &str = "algorithm";
+pub const STORE: &str = "store";
+
+/// `algorithm = "..."` of `#[rate_limit]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Gcra,
+    FixedWindow,
+    SlidingWindow,
+}
+
+const ALGORITHMS: &[(&str, Algorithm)] = &[
+    ("gcra", Algorithm::Gcra),
+    ("fixed_window", Algorithm::FixedWindow),
+    ("sliding_window", Algorithm::SlidingWindow),
+];
+
+/// `rate = "100/m"`: requests per period.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub count: u32,
+    pub period_ms: u64,
+}
 
 /// `codec = "..."`: how stored values are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +186,10 @@ pub struct Options {
     pub value: Option<Spanned<Box<Expr>>>,
     pub all_entries: Option<Span>,
     pub before_invocation: Option<Span>,
+    pub rate: Option<Spanned<Rate>>,
+    pub burst: Option<Spanned<u32>>,
+    pub algorithm: Option<Spanned<Algorithm>>,
+    pub store: Option<Spanned<String>>,
 }
 
 /// Parses the attribute's arguments, reporting problems into `cx`.
@@ -257,7 +289,44 @@ fn parse_one(kind: Kind, meta: &ParseNestedMeta<'_>, opts: &mut Options, cx: &Ct
                 _ => opts.stale_ms = Some(slot),
             }
         }
-        PREFIX | NAME | CODEC | LOCK => {
+        RATE => {
+            let Some(expr) = value(cx) else { return };
+            let Some(text) = string(RATE, &expr, cx) else { return };
+            // A bad rate is still a given `rate`: its error is enough.
+            let rate = parse_rate(&text.value()).unwrap_or_else(|why| {
+                cx.error(
+                    text.span(),
+                    format!(
+                        "`rate = \"{}\"` {why}; write `<count>/<period>`, e.g. `100/m`, `10/s`, `5/30s`",
+                        text.value()
+                    ),
+                );
+                Rate {
+                    count: 1,
+                    period_ms: 1_000,
+                }
+            });
+            opts.rate = Some(Spanned {
+                value: rate,
+                span: text.span(),
+            });
+        }
+        BURST => {
+            let Some(expr) = value(cx) else { return };
+            match &expr {
+                Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u32>() {
+                    Ok(burst) if burst >= 1 => {
+                        opts.burst = Some(Spanned {
+                            value: burst,
+                            span: i.span(),
+                        })
+                    }
+                    _ => cx.error(i.span(), "`burst` must be a whole number from 1 to 4294967295"),
+                },
+                _ => cx.error(expr.span(), "`burst` takes an integer literal, e.g. `burst = 10`"),
+            }
+        }
+        PREFIX | NAME | CODEC | LOCK | ALGORITHM | STORE => {
             let Some(expr) = value(cx) else { return };
             let Some(text) = string(&name, &expr, cx) else { return };
             let slot = Spanned {
@@ -268,15 +337,23 @@ fn parse_one(kind: Kind, meta: &ParseNestedMeta<'_>, opts: &mut Options, cx: &Ct
                 PREFIX => opts.prefix = Some(slot),
                 NAME => opts.name = Some(slot),
                 CODEC => opts.codec = choice(CODEC, &slot, CODECS, cx),
-                _ => opts.lock = choice(LOCK, &slot, LOCKS, cx),
+                LOCK => opts.lock = choice(LOCK, &slot, LOCKS, cx),
+                STORE => opts.store = Some(slot),
+                _ => {
+                    let slot = Spanned {
+                        value: slot.value.replace('-', "_"),
+                        span: slot.span,
+                    };
+                    opts.algorithm = choice(ALGORITHM, &slot, ALGORITHMS, cx);
+                }
             }
         }
         KEY => {
             let Some(expr) = value(cx) else { return };
             let Some(lit) = string(KEY, &expr, cx) else { return };
-            if let Some(segments) = parse_template(&lit, cx) {
-                opts.key = Some(Template { segments, lit });
-            }
+            // A broken template is still a given `key`: its error is enough.
+            let segments = parse_template(&lit, cx).unwrap_or_default();
+            opts.key = Some(Template { segments, lit });
         }
         CACHE => {
             let Some(expr) = value(cx) else { return };
@@ -420,38 +497,31 @@ fn duration_ms(name: &str, expr: &Expr, cx: &Ctxt) -> Option<u64> {
     }
 }
 
-/// The runtime's duration syntax (`ms`, `s`, `m`, `h`, `d`; bare = seconds),
-/// checked at compile time.
-pub(crate) fn parse_duration(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return secs.checked_mul(1000);
+/// The grammar of `memorix::ratelimit::Rate::parse`, read at compile time:
+/// `<count>/<period>`, the period a unit (`s`, `m`, ...) or a duration.
+fn parse_rate(text: &str) -> Result<Rate, &'static str> {
+    let (count, period) = text.split_once('/').ok_or("has no `/`")?;
+    let count = match count.trim().parse::<u32>() {
+        Ok(0) => return Err("allows 0 requests"),
+        Ok(count) => count,
+        Err(_) => return Err("does not start with a whole number"),
+    };
+    let period = period.trim();
+    let period = if matches!(period, "ms" | "s" | "m" | "h" | "d") {
+        format!("1{period}")
+    } else {
+        period.to_owned()
+    };
+    match parse_duration(&period) {
+        Some(0) => Err("has a zero period"),
+        Some(period_ms) => Ok(Rate { count, period_ms }),
+        None => Err("has an unknown period"),
     }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let value: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total = total.checked_add(value.checked_mul(unit)?)?;
-    }
-    Some(total)
+}
+
+/// The runtime's duration grammar, checked at compile time.
+fn parse_duration(text: &str) -> Option<u64> {
+    crate::duration_grammar::parse_millis(text)
 }
 
 /// `"user:{user.id}:{lang}"` → text and argument segments. `{{` / `}}` escape braces.

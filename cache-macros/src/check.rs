@@ -1,7 +1,7 @@
 //! Step 3: rules that span several options, or options and the function.
 
 use crate::ast::{Func, Return};
-use crate::attr::{CacheOpt, Codec, Kind, Options, Segment};
+use crate::attr::{Algorithm, CacheOpt, Codec, Kind, Options, Segment};
 use crate::ctxt::Ctxt;
 use syn::spanned::Spanned;
 use syn::Type;
@@ -9,6 +9,10 @@ use syn::Type;
 /// Reports every rule `opts` and `func` break together.
 pub fn check(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
     check_key(kind, opts, func, cx);
+    if kind == Kind::RateLimit {
+        check_rate_limit(opts, func, cx);
+        return;
+    }
     if kind == Kind::Cached {
         check_mut_refs(func, cx);
     }
@@ -63,14 +67,14 @@ fn check_key(kind: Kind, opts: &Options, func: &Func, cx: &Ctxt) {
         None => {
             let needs_key = match kind {
                 Kind::Cached => false,
-                Kind::CachePut => true,
+                Kind::CachePut | Kind::RateLimit => true,
                 Kind::CacheEvict => opts.all_entries.is_none(),
             };
             if needs_key {
-                let what = if kind == Kind::CacheEvict {
-                    "which entry to remove (or `all_entries`)"
-                } else {
-                    "where to store the value"
+                let what = match kind {
+                    Kind::CacheEvict => "which entry to remove (or `all_entries`)",
+                    Kind::RateLimit => "the subject being limited, e.g. `key = \"{user_id}\"`",
+                    _ => "where to store the value",
                 };
                 cx.error(
                     func.item.sig.ident.span(),
@@ -131,6 +135,42 @@ fn check_mut_refs(func: &Func, cx: &Ctxt) {
                 ),
             );
         }
+    }
+}
+
+/// `#[rate_limit]`: a rate, a burst only for GCRA, an `async fn` returning `Result`.
+fn check_rate_limit(opts: &Options, func: &Func, cx: &Ctxt) {
+    if opts.rate.is_none() {
+        cx.error(
+            func.item.sig.ident.span(),
+            "#[rate_limit] needs `rate`, e.g. `rate = \"100/m\"` (100 per minute)",
+        );
+    }
+    if let (Some(burst), Some(algorithm)) = (&opts.burst, &opts.algorithm) {
+        let name = match algorithm.value {
+            Algorithm::Gcra => None,
+            Algorithm::FixedWindow => Some("fixed_window"),
+            Algorithm::SlidingWindow => Some("sliding_window"),
+        };
+        if let Some(name) = name {
+            cx.error(
+                burst.span,
+                format!("`burst` applies only to `algorithm = \"gcra\"`; `{name}` allows `count` per window"),
+            );
+        }
+    }
+    if !func.is_async {
+        cx.error(
+            func.item.sig.fn_token.span,
+            "#[rate_limit] needs an `async fn`: the limiter asks Redis before the body runs",
+        );
+    }
+    let why = "#[rate_limit] returns `Err(RateLimited { retry_after, .. })` when the limit is reached, so the \
+               function must return `Result<T, E>` with `E: From<memorix::ratelimit::RateLimited>`";
+    match (&func.ret_kind, &func.item.sig.output) {
+        (Return::Result { .. }, _) => {}
+        (_, syn::ReturnType::Type(_, ty)) => cx.error(ty.span(), why),
+        (_, syn::ReturnType::Default) => cx.error(func.item.sig.ident.span(), format!("{why}; it returns `()`")),
     }
 }
 

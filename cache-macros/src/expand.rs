@@ -3,7 +3,7 @@
 //! calls into `__private` of the runtime; no cache logic is written out here.
 
 use crate::ast::{Func, Return};
-use crate::attr::{self, CacheOpt, Codec, Kind, Lock, Options, Segment};
+use crate::attr::{self, Algorithm, CacheOpt, Codec, Kind, Lock, Options, Segment};
 use crate::check;
 use crate::ctxt::Ctxt;
 use proc_macro2::{Span, TokenStream};
@@ -26,7 +26,7 @@ pub fn run(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let cx = Ctxt::default();
     let opts = attr::parse(kind, args, &cx);
-    let func = Func::from_item(item, &cx);
+    let func = Func::from_item(item, kind != Kind::RateLimit, &cx);
     check::check(kind, &opts, &func, &cx);
     let gen = Gen::new(&opts, &func);
     if !cx.is_ok() {
@@ -41,6 +41,7 @@ pub fn run(kind: Kind, args: TokenStream, input: TokenStream) -> TokenStream {
         Kind::Cached => gen.cached(),
         Kind::CachePut => gen.put(),
         Kind::CacheEvict => gen.evict(),
+        Kind::RateLimit => gen.rate_limited(),
     }
 }
 
@@ -171,19 +172,27 @@ impl<'a> Gen<'a> {
                     quote_spanned!(ty.span()=> __k.arg::<#ty>(&#ident);)
                 })
                 .collect(),
-            Some(template) => template
-                .segments
-                .iter()
-                .map(|s| match s {
-                    Segment::Text(text) => quote!(__k.lit(#text);),
-                    Segment::Arg { root, path } => {
-                        let value = placeholder(template.lit.span(), root, path);
-                        quote!(__k.part(&(#value));)
-                    }
-                })
-                .collect::<Vec<_>>(),
+            Some(_) => self.template_pushes(),
         });
         quote!(|__k: &mut #p::KeyBuf| { #(#pushes)* })
+    }
+
+    /// `__k.lit("user:"); __k.part(&(user.id));`: the `key` template's pieces.
+    fn template_pushes(&self) -> Vec<TokenStream> {
+        let Some(template) = &self.opts.key else {
+            return Vec::new();
+        };
+        template
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Text(text) => quote!(__k.lit(#text);),
+                Segment::Arg { root, path } => {
+                    let value = placeholder(template.lit.span(), root, path);
+                    quote!(__k.part(&(#value));)
+                }
+            })
+            .collect()
     }
 
     /// `__k.types(&[type_name::<T>()]); __k.arg(&N);` for a generic function.
@@ -581,6 +590,70 @@ impl<'a> Gen<'a> {
                 let __memorix_is_error = |__r: &#ret| -> bool { let _ = __r; #is_error };
                 let __memorix_body = #body;
                 #put_call
+            }
+        }
+    }
+
+    /// `#[rate_limit]`: check the subject, then run the body.
+    fn rate_limited(&self) -> TokenStream {
+        let p = &self.private;
+        let krate = &self.krate;
+        let o = self.opts;
+        let item = &self.func.item;
+        let (attrs, vis, sig) = (&item.attrs, &item.vis, &item.sig);
+        let stmts = &item.block.stmts;
+        let name = sig.ident.to_string();
+        let attr::Rate { count, period_ms } = o.rate.as_ref().map_or(
+            attr::Rate {
+                count: 1,
+                period_ms: 1_000,
+            },
+            |r| r.value,
+        );
+        let rate = quote!(#krate::ratelimit::Rate::new(#count, ::core::time::Duration::from_millis(#period_ms)));
+        let algorithm = match o.algorithm.as_ref().map(|a| a.value) {
+            Some(Algorithm::FixedWindow) => quote!(FixedWindow),
+            Some(Algorithm::SlidingWindow) => quote!(SlidingWindow),
+            Some(Algorithm::Gcra) | None => quote!(Gcra),
+        };
+        let burst = match &o.burst {
+            Some(b) => {
+                let b = b.value;
+                quote!(::core::option::Option::Some(#b))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let store = match &o.store {
+            Some(s) => {
+                let s = &s.value;
+                quote!(::core::option::Option::Some(#s))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let subject = self.template_pushes();
+        // Spanned at the return type: a missing `From<RateLimited>` is reported there.
+        let convert = quote_spanned! {self.func.ret.span()=>
+            ::core::convert::From::from(__memorix_limited)
+        };
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                {
+                    static __MEMORIX_RATE_LIMITER: #p::RateLimitMacroLimiter = #p::RateLimitMacroLimiter::new(
+                        ::core::concat!(::core::module_path!(), "::", #name),
+                        #rate,
+                        #burst,
+                        #krate::ratelimit::Algorithm::#algorithm,
+                        #store,
+                    );
+                    let __memorix_subject = #p::KeyBuf::render(|__k: &mut #p::KeyBuf| { #(#subject)* });
+                    if let ::core::result::Result::Err(__memorix_limited) =
+                        __MEMORIX_RATE_LIMITER.check(&__memorix_subject).await
+                    {
+                        return ::core::result::Result::Err(#convert);
+                    }
+                }
+                #(#stmts)*
             }
         }
     }

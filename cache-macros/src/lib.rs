@@ -6,8 +6,9 @@
 //!   `{fn}_invalidate`, `{fn}_prime`, `{fn}_no_cache` and `{fn}_cache_key`.
 //! - [`macro@cache_put`]: write-through: run the function, store its result.
 //! - [`macro@cache_evict`]: remove an entry (or all) when the function runs.
+//! - [`macro@rate_limit`]: check a rate limit before the body runs.
 //!
-//! Each expansion follows one pipeline: `attr` parses the options, `ast`
+//! All four share one template syntax for `key` and one pipeline: `attr` parses the options, `ast`
 //! models the function, `check` applies the rules that span both, `expand`
 //! generates. Every error is reported, each at the token it is about, and the
 //! original function is still emitted so callers keep compiling.
@@ -16,6 +17,10 @@ mod ast;
 mod attr;
 mod check;
 mod ctxt;
+// The runtime's duration grammar, the same file compiled twice: attributes
+// and `parse_duration` accept exactly the same text.
+#[path = "../../cache-runtime/src/duration_grammar.rs"]
+mod duration_grammar;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -108,8 +113,6 @@ pub fn cache_evict(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::run(attr::Kind::CacheEvict, args.into(), item.into()).into()
 }
 
-mod rate_limit;
-
 /// Rate-limits an `async fn` returning `Result<T, E>`: before the body runs,
 /// the subject named by `key` is checked; over the limit the function returns
 /// `Err(E::from(RateLimited { retry_after, .. }))`.
@@ -134,6 +137,6 @@ mod rate_limit;
 /// (`set_default_store`, or `memorix::init_from_env` with `REDIS_URL`) takes
 /// over from then on. With none, limits are per process (logged once).
 #[proc_macro_attribute]
-pub fn rate_limit(args: proc_macro::TokenStream, item: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    rate_limit::rate_limit(args.into(), item.into()).into()
+pub fn rate_limit(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::run(attr::Kind::RateLimit, args.into(), item.into()).into()
 }

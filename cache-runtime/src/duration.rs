@@ -1,5 +1,7 @@
-//! Human durations: `250ms`, `30s`, `5m`, `1h30m`, `2d`.
+//! Human durations: `250ms`, `30s`, `5m`, `1h30m`, `2d`. The grammar lives in
+//! `duration_grammar.rs`, which the attribute macros compile too.
 
+use crate::duration_grammar::parse_millis;
 use crate::error::{CacheError, Result};
 use std::time::Duration;
 
@@ -19,40 +21,14 @@ use std::time::Duration;
 /// # Ok::<_, memorix_runtime::CacheError>(())
 /// ```
 pub fn parse_duration(field: &'static str, text: &str) -> Result<Duration> {
-    let text = text.trim();
     let bad = || {
         CacheError::config(
             field,
-            format!("`{text}` is not a duration; write e.g. `250ms`, `30s`, `5m`, `1h30m`"),
+            format!(
+                "`{}` is not a duration; write e.g. `250ms`, `30s`, `5m`, `1h30m`",
+                text.trim()
+            ),
         )
     };
-    if text.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit_ms: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        let part = value.checked_mul(unit_ms).ok_or_else(bad)?;
-        total = total.checked_add(Duration::from_millis(part)).ok_or_else(bad)?;
-    }
-    Ok(total)
+    parse_millis(text).map(Duration::from_millis).ok_or_else(bad)
 }

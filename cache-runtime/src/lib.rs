@@ -18,6 +18,7 @@ mod compression;
 mod connection;
 mod distributed;
 mod duration;
+mod duration_grammar;
 mod engine;
 mod envelope;
 mod error;

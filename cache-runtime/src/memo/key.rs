@@ -85,6 +85,15 @@ impl KeyBuf {
         self.args_started = false;
     }
 
+    /// Renders a key template on its own (a `#[rate_limit]` subject): the
+    /// same text `build` would add to a memoized key.
+    pub fn render(build: impl FnOnce(&mut KeyBuf)) -> String {
+        build_key(|k| {
+            k.begin_args();
+            build(k);
+        })
+    }
+
     /// Appends literal key text (template text, prefix, name).
     #[inline]
     pub fn lit(&mut self, text: &str) {
