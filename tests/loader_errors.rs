@@ -2,7 +2,8 @@
 //! fails never run the body more than once at a time. With a `Clone` error
 //! the waiters receive the leader's error (one run per flight); otherwise they
 //! take over one at a time. Memoized functions (local and distributed lock)
-//! and `DistributedLoader` on a real redis-server.
+//! and `DistributedLoader` on a real redis-server, the latter also across two
+//! real processes.
 
 mod support;
 
@@ -229,4 +230,113 @@ async fn shared_loader_error_runs_once_per_process_flight() {
     assert_eq!(PROBE.max_active(), 1, "one load at a time across both processes");
     // One flight per process; a late caller may start one more.
     assert!(PROBE.runs() <= 4, "{} runs for {CALLERS} callers", PROBE.runs());
+}
+
+const CHILD_ENV: &str = "MEMORIX_LOADER_ERRORS_CHILD_URL";
+const START_ENV: &str = "MEMORIX_LOADER_ERRORS_START_MS";
+const PROCESSES: usize = 2;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Not a test on its own: one process of
+/// `failing_loads_across_processes_take_turns`, started with `--ignored --exact`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of failing_loads_across_processes_take_turns"]
+async fn failing_loader_child() {
+    let url = std::env::var(CHILD_ENV).expect("run by the fleet test");
+    let config = memorix::RedisConfig::from_url(&url).unwrap();
+    let cache = Arc::new(
+        RedisCache::builder()
+            .config(config)
+            .prefix("fleet:")
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let loader = DistributedLoader::new(cache.client().unwrap());
+    let counters = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let start_ms: u64 = std::env::var(START_ENV).unwrap().parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(start_ms.saturating_sub(unix_ms()))).await;
+    let callers = CALLERS / PROCESSES;
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (cache, loader, mut counters) = (cache.clone(), loader.clone(), counters.clone());
+            tokio::spawn(async move {
+                loader
+                    .get_or_load(cache.as_ref(), "k", None, || async move {
+                        // The fleet's concurrency, counted in Redis.
+                        let active: i64 = redis::cmd("INCR")
+                            .arg("active")
+                            .query_async(&mut counters)
+                            .await
+                            .unwrap();
+                        if active > 1 {
+                            let _: () = redis::cmd("SET")
+                                .arg("overlap")
+                                .arg(active)
+                                .query_async(&mut counters)
+                                .await
+                                .unwrap();
+                        }
+                        let _: i64 = redis::cmd("INCR")
+                            .arg("loads")
+                            .query_async(&mut counters)
+                            .await
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        let _: i64 = redis::cmd("DECR")
+                            .arg("active")
+                            .query_async(&mut counters)
+                            .await
+                            .unwrap();
+                        Err::<u32, Opaque>(Opaque)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(matches!(task.await.unwrap(), Err(Opaque)));
+    }
+}
+
+#[test]
+fn failing_loads_across_processes_take_turns() {
+    let server = RedisServer::start();
+    let start_ms = unix_ms() + 1500;
+    let exe = std::env::current_exe().unwrap();
+    let started = std::time::Instant::now();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--ignored", "--exact", "failing_loader_child", "--test-threads", "1"])
+                .env(CHILD_ENV, server.url())
+                .env(START_ENV, start_ms.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn child test process")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "every caller got the loader's error");
+    }
+    eprintln!(
+        "{PROCESSES} processes x {} callers done {:?} after the start signal",
+        CALLERS / PROCESSES,
+        started.elapsed().saturating_sub(Duration::from_millis(1500))
+    );
+    let mut raw = server.client().get_connection().unwrap();
+    let overlap: Option<i64> = redis::cmd("GET").arg("overlap").query(&mut raw).unwrap();
+    assert_eq!(overlap, None, "two loaders ran at once");
+    let loads: i64 = redis::cmd("GET").arg("loads").query(&mut raw).unwrap();
+    assert_eq!(loads, CALLERS as i64, "each caller loaded in turn");
 }

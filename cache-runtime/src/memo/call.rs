@@ -19,7 +19,7 @@ use super::tier::{epoch, TierLookup, DEFAULT_TIER_CAPACITY};
 use crate::cache::Cache;
 use crate::codec::{self, Codec, Json, MsgPack, Pickle, RawBytes};
 use crate::compression::Compression;
-use crate::distributed::{DistributedLoader, Turn};
+use crate::distributed::{DistributedLoader, Lease, Turn};
 use crate::error::{CacheError, Result};
 use crate::pipeline::Transform;
 use crate::BlockingCache;
@@ -491,7 +491,7 @@ impl Memo {
             if let (Some(value), Some(leader)) = (current.clone(), self.flights().try_lead(&key)) {
                 stats::early_refresh();
                 return self
-                    .compute(slot, &key, Some(value), adapter, body, io, Some(leader))
+                    .compute(slot, &key, Some(value), adapter, body, io, Some(leader), None)
                     .await;
             }
             if let Some(value) = current {
@@ -537,7 +537,7 @@ impl Memo {
                         if let Some(leader) = self.flights().try_lead(&key) {
                             stats::early_refresh();
                             return self
-                                .compute(slot, &key, Some(value), adapter, body, io, Some(leader))
+                                .compute(slot, &key, Some(value), adapter, body, io, Some(leader), None)
                                 .await;
                         }
                     }
@@ -556,11 +556,7 @@ impl Memo {
                 Turn::Lead(lease) => Some(lease),
                 Turn::Alone => None,
             };
-            let result = self.compute(slot, &key, stale, adapter, body, io, leader).await;
-            if let Some(lease) = lease {
-                lease.release().await;
-            }
-            return result;
+            return self.compute(slot, &key, stale, adapter, body, io, leader, lease).await;
         }
     }
 
@@ -607,6 +603,7 @@ impl Memo {
         body: Fut,
         io: Io,
         leader: Option<Leader<'_>>,
+        lease: Option<Lease>,
     ) -> R
     where
         S: Storable,
@@ -616,6 +613,19 @@ impl Memo {
         let started = Instant::now();
         let result = body.await;
         let compute = started.elapsed();
+        let cached = if (adapter.is_error)(&result) {
+            None
+        } else {
+            (adapter.to_stored)(&result)
+        };
+        if let Some(value) = &cached {
+            self.store(slot, key, value, compute, io).await;
+        }
+        // The fleet's lease goes before this process's flight ends, so that a
+        // waiter taking over here finds it free.
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
         if (adapter.is_error)(&result) {
             if let Some(value) = fallback {
                 stats::stale_served();
@@ -631,9 +641,8 @@ impl Memo {
             share_result(leader, &adapter, &result);
             return result;
         }
-        match (adapter.to_stored)(&result) {
+        match cached {
             Some(value) => {
-                self.store(slot, key, &value, compute, io).await;
                 if let Some(leader) = leader {
                     leader.finish(Outcome::Value(Arc::new(value)));
                 }
