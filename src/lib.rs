@@ -22,7 +22,11 @@
 //! ```
 //!
 //! Memoization is one attribute; with no setup the values live in an embedded
-//! in-memory cache (`memorix::init` / `memorix::register` choose others):
+//! in-memory cache (`memorix::init` / `memorix::register` choose others, and
+//! `memorix::init_from_env` wires Redis, the encrypted engine and the rate
+//! limiter from `REDIS_URL` / `MEMORIX_ENCRYPTION_KEY`). Keys start with the
+//! namespace `memorix:`; the attributes' options, their defaults and the rule
+//! for derived keys are listed on [`cached`](macro@cached) and in the README:
 //!
 //! ```
 //! use memorix::cached;
@@ -34,7 +38,7 @@
 //!
 //! assert_eq!(square(12), 144); // runs the body
 //! assert_eq!(square(12), 144); // served from the cache
-//! assert_eq!(square_cache_key(12), "square:12");
+//! assert_eq!(square_cache_key(12), "memorix:square:12"); // the default namespace, then the key
 //! assert!(square_invalidate(12)?);
 //! # Ok::<_, memorix::CacheError>(())
 //! ```

@@ -48,7 +48,8 @@ use proc_macro::TokenStream;
 /// `:`-separated, written by a serde serializer (text over 200 bytes becomes
 /// `#` and its SHA-1). With `key = "..."` the rest is the template (after a
 /// generic function's type parameters). A method needs `key`, naming what
-/// identifies the instance (`key = "{self.id}:{n}"`); `&mut` arguments are
+/// identifies the instance (`key = "{self.id}:{n}"`; the attribute cannot
+/// see a generic `impl`'s parameters, so name them there); `&mut` arguments are
 /// rejected, since a hit skips the body. The cached type must be
 /// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`; key values
 /// must be `Serialize`.
