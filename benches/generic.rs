@@ -88,24 +88,15 @@ where
     )
 }
 
-/// One Redis-tier round: `TASKS` tasks doing `OPS_PER_TASK` calls each; ops per second.
-async fn redis_round<F, Fut>(op: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    common::ops_per_sec(TASKS, OPS_PER_TASK, move |_| op()).await
-}
-
-/// Per-round ratios to side 0 of `sides`, as a JSON row.
-fn row(names: &[&str], (ops, ratios): (Vec<f64>, Vec<f64>)) -> serde_json::Value {
+/// Median ops/s of each side and its paired ratio to side 0, as a JSON row.
+fn row(names: &[&str], paired: common::Paired) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for (i, name) in names.iter().enumerate() {
-        out.insert(format!("{name}_ops_per_s"), serde_json::json!(ops[i].round()));
+        out.insert(format!("{name}_ops_per_s"), serde_json::json!(paired.median(i).round()));
         if i > 0 {
             out.insert(
                 format!("{name}_over_{}", names[0]),
-                serde_json::json!((ratios[i] * 1000.0).round() / 1000.0),
+                serde_json::json!(paired.ratio(i, 0)),
             );
         }
     }

@@ -46,17 +46,34 @@ where
     std::sync::Arc::new(move || Box::pin(f()))
 }
 
+/// Ops/s of every side in every round of [`paired`].
+pub struct Paired {
+    /// `rounds[r][side]`.
+    pub rounds: Vec<Vec<f64>>,
+}
+
+impl Paired {
+    /// The median ops/s of `side`.
+    pub fn median(&self, side: usize) -> f64 {
+        median(self.rounds.iter().map(|r| r[side]).collect())
+    }
+
+    /// The median over rounds of `side`'s ops/s over `peer`'s in the same round.
+    pub fn ratio(&self, side: usize, peer: usize) -> f64 {
+        let ratio = median(self.rounds.iter().map(|r| r[side] / r[peer]).collect());
+        (ratio * 1000.0).round() / 1000.0
+    }
+}
+
 /// Paired rounds: each round runs every side once (`tasks` x `ops_per_task`
-/// calls), in rotating order, after one warm-up round. Returns each side's
-/// median ops/s and the median of its per-round ratio to side 0, so load from
-/// other processes cancels within a round.
-pub async fn paired(rounds: usize, tasks: usize, ops_per_task: usize, sides: &[Op]) -> (Vec<f64>, Vec<f64>) {
+/// calls), in rotating order, after one warm-up round; ratios are then taken
+/// within rounds, so load from other processes cancels.
+pub async fn paired(rounds: usize, tasks: usize, ops_per_task: usize, sides: &[Op]) -> Paired {
     for side in sides {
         let side = side.clone();
         ops_per_sec(tasks, ops_per_task, move |_| side()).await;
     }
-    let mut ops = vec![Vec::new(); sides.len()];
-    let mut ratios = vec![Vec::new(); sides.len()];
+    let mut out = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let mut this = vec![0.0; sides.len()];
         for k in 0..sides.len() {
@@ -64,15 +81,9 @@ pub async fn paired(rounds: usize, tasks: usize, ops_per_task: usize, sides: &[O
             let side = sides[index].clone();
             this[index] = ops_per_sec(tasks, ops_per_task, move |_| side()).await;
         }
-        for (index, value) in this.iter().enumerate() {
-            ops[index].push(*value);
-            ratios[index].push(value / this[0]);
-        }
+        out.push(this);
     }
-    (
-        ops.into_iter().map(median).collect(),
-        ratios.into_iter().map(median).collect(),
-    )
+    Paired { rounds: out }
 }
 
 /// A compressible value of exactly `len` bytes: JSON records with varied

@@ -18,6 +18,13 @@ pub trait Transform: Send + Sync + Debug {
     /// Turns stored bytes back into plain bytes, or fails with a typed error
     /// (`Crypto`, `Compression`, ...) when they are not what `seal` produced.
     fn open(&self, stored: &[u8]) -> Result<Vec<u8>>;
+
+    /// [`Transform::open`] of bytes the caller no longer needs, so a stage
+    /// may reuse their buffer (a cipher decodes and decrypts in place)
+    /// instead of allocating another. The default borrows them.
+    fn open_owned(&self, stored: Vec<u8>) -> Result<Vec<u8>> {
+        self.open(&stored)
+    }
 }
 
 /// An ordered list of transforms; empty by default (bytes stored as encoded).
@@ -58,7 +65,7 @@ impl Pipeline {
         self.stages
             .iter()
             .rev()
-            .try_fold(stored, |data, stage| stage.open(&data))
+            .try_fold(stored, |data, stage| stage.open_owned(data))
     }
 }
 

@@ -280,6 +280,12 @@ impl Transform for Fernet256 {
     fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
         self.decrypt_inner(stored, None)
     }
+
+    fn open_owned(&self, stored: Vec<u8>) -> Result<Vec<u8>> {
+        token::decode_owned(stored)
+            .and_then(|raw| self.open_raw(raw, None))
+            .map_err(|r| r.into_error(NAME))
+    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,13 @@ impl Transform for Cipher {
             Cipher::Fernet(f) => f.open(stored),
         }
     }
+
+    fn open_owned(&self, stored: Vec<u8>) -> Result<Vec<u8>> {
+        match self {
+            Cipher::Fernet256(f) => f.open_owned(stored),
+            Cipher::Fernet(f) => f.open(&stored),
+        }
+    }
 }
 
 /// Keys for rotation: the first (primary) encrypts, every key decrypts.
@@ -216,6 +223,17 @@ impl Keyring {
         self.primary().seal_at(&plain, timestamp).map(Some)
     }
 
+    /// [`Keyring::decrypt`] reusing the token's buffer: decoded and decrypted
+    /// in place. Standard Fernet checks the token text itself, so a keyring
+    /// holding such a key takes the copying path.
+    fn decrypt_owned(&self, token: Vec<u8>) -> Result<Vec<u8>> {
+        if self.keys.iter().any(|k| !matches!(k, Cipher::Fernet256(_))) {
+            return self.decrypt(&token);
+        }
+        let raw = token::decode_owned(token).map_err(|r| r.into_error(self.primary().name()))?;
+        self.open_decoded(&[], raw).map(|(plain, _)| plain)
+    }
+
     /// Plaintext and the index of the key that opened it.
     fn open_decoded(&self, token: &[u8], raw: Vec<u8>) -> Result<(Vec<u8>, usize)> {
         let age = self.max_age.map(|max| (max, token::now()));
@@ -282,6 +300,10 @@ impl Transform for Keyring {
     fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
         self.decrypt(stored)
     }
+
+    fn open_owned(&self, stored: Vec<u8>) -> Result<Vec<u8>> {
+        self.decrypt_owned(stored)
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +344,34 @@ mod tests {
         assert!(err.to_string().contains("no Fernet key"), "{err}");
         let err = ring.decrypt(b"\x80\x04K\x01.").unwrap_err();
         assert!(err.to_string().contains("plaintext"), "{err}");
+    }
+
+    #[test]
+    fn in_place_opening_matches_the_copying_one() {
+        let (a, b) = (f256(), f256());
+        let fernet = Fernet::new(&Fernet::generate_key().unwrap()).unwrap();
+        let rings = [
+            Keyring::new(a.clone()),
+            Keyring::new(b.clone()).with_old_key(a.clone()),
+            Keyring::new(a.clone()).with_old_key(fernet.clone()),
+        ];
+        let tokens = [
+            a.encrypt(b"v").unwrap().into_bytes(),
+            b.encrypt(b"w").unwrap().into_bytes(),
+            fernet.encrypt(b"x").unwrap().into_bytes(),
+            b"\x80\x04K\x01.".to_vec(),
+            Vec::new(),
+        ];
+        for ring in &rings {
+            for token in &tokens {
+                let copied = ring.open(token).map_err(|e| e.to_string());
+                let owned = ring.open_owned(token.clone()).map_err(|e| e.to_string());
+                assert_eq!(copied, owned);
+                let cipher = ring.primary();
+                let copied = cipher.open(token).map_err(|e| e.to_string());
+                assert_eq!(copied, cipher.open_owned(token.clone()).map_err(|e| e.to_string()));
+            }
+        }
     }
 
     #[test]

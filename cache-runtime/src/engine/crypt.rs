@@ -10,6 +10,7 @@ use crate::keys::Prefix;
 use crate::pipeline::{Pipeline, Transform};
 use crate::stats::CacheStats;
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -310,6 +311,15 @@ impl CryptRedisCache {
         CryptRedisCacheBuilder::default()
     }
 
+    /// Reads, decrypts and decodes `key`, exactly as [`CacheExt::get`] does,
+    /// minus the boxed futures of the object-safe [`Cache`] trait (this is
+    /// the method `cache.get(..)` resolves to on a `CryptRedisCache`).
+    ///
+    /// [`CacheExt::get`]: crate::CacheExt::get
+    pub async fn get<T: DeserializeOwned + Send>(&self, key: &str) -> Result<Option<T>> {
+        self.inner.get(key).await
+    }
+
     /// The underlying connection, for pipelines, scripts, `INFO` and the rest.
     /// What it reads and writes directly is not encrypted.
     pub fn client(&self) -> Result<RedisConnection> {
@@ -418,7 +428,8 @@ impl CryptRedisCache {
 #[async_trait]
 impl Cache for CryptRedisCache {
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.get_bytes(key).await
+        // The inner engine's read itself: one boxed future per call, not two.
+        self.inner.read(key).await
     }
 
     async fn set_bytes(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {

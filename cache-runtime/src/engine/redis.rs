@@ -414,7 +414,7 @@ impl RedisCache {
     }
 
     /// `GET` of `key`, through the byte pipeline.
-    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let stored: Option<Vec<u8>> = self.run(&self.key_cmd("GET", key)).await?;
         self.open_entry(stored)
     }
