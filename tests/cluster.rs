@@ -588,3 +588,94 @@ async fn the_two_tier_cache_batches_and_purges_per_node_on_a_cluster() {
     }
     assert_eq!(other.get::<u32>("s").await.unwrap(), Some(1));
 }
+
+#[tokio::test]
+async fn the_two_tier_replay_keeps_newer_values_on_a_cluster() {
+    use memorix::GenericRedisCache;
+    let cluster = RedisCluster::start();
+    let prefix = unique_prefix("cluster-replay");
+    let config = RedisConfig::from_url(&format!(
+        "{}?response_timeout=300ms&connect_timeout=300ms",
+        cluster.url()
+    ))
+    .unwrap();
+    let open = |probe: Duration| {
+        GenericRedisCache::builder()
+            .redis(config.clone())
+            .prefix(prefix.clone())
+            .probe_interval(probe)
+            .connect()
+    };
+    // The slow instance replays well after the others write.
+    let slow = open(Duration::from_millis(2500)).await.unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let spread: BTreeSet<u16> = names
+        .iter()
+        .map(|k| cluster.primary_port_of(&format!("{prefix}{k}")))
+        .collect();
+    assert!(spread.len() > 1, "the backlog spans several primaries");
+
+    let primaries = cluster.primary_ports();
+    for &port in &primaries {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(1000)
+            .arg("ALL")
+            .query(&mut cluster.node_connection(port))
+            .unwrap();
+    }
+    for name in &names {
+        slow.set(name, &"outage", None).await.unwrap();
+    }
+    assert!(!slow.is_redis_available());
+    // Wait for every primary to answer again.
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for port in primaries {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            loop {
+                let answered = client
+                    .get_connection_with_timeout(Duration::from_millis(100))
+                    .and_then(|mut conn| {
+                        conn.set_read_timeout(Some(Duration::from_millis(50)))?;
+                        redis::cmd("PING").query::<String>(&mut conn)
+                    });
+                if answered.is_ok() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "primary {port} did not answer after the pause"
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    let live = open(Duration::from_millis(20)).await.unwrap();
+    for name in &names[..10] {
+        live.set(name, &"after", None).await.unwrap();
+    }
+    for name in &names[10..15] {
+        live.remove(name).await.unwrap();
+    }
+    assert!(
+        !slow.is_redis_available(),
+        "the slow replay comes later: the order under test"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !slow.is_redis_available() {
+        assert!(Instant::now() < deadline, "the slow instance did not recover");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reader = open(Duration::from_millis(20)).await.unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let expected = match i {
+            0..10 => Some("after"),
+            10..15 => None,
+            _ => Some("outage"),
+        };
+        assert_eq!(reader.get::<String>(name).await.unwrap().as_deref(), expected, "{name}");
+    }
+}

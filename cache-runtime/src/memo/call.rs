@@ -491,7 +491,7 @@ impl Memo {
             if let (Some(value), Some(leader)) = (current.clone(), self.flights().try_lead(&key)) {
                 stats::early_refresh();
                 return self
-                    .compute(slot, &key, Some(value), adapter, body, io, Some(leader), None)
+                    .compute(slot, &key, Some(value), adapter, body, io, Some(leader), &mut None)
                     .await;
             }
             if let Some(value) = current {
@@ -537,7 +537,7 @@ impl Memo {
                         if let Some(leader) = self.flights().try_lead(&key) {
                             stats::early_refresh();
                             return self
-                                .compute(slot, &key, Some(value), adapter, body, io, Some(leader), None)
+                                .compute(slot, &key, Some(value), adapter, body, io, Some(leader), &mut None)
                                 .await;
                         }
                     }
@@ -556,7 +556,10 @@ impl Memo {
                 Turn::Lead(lease) => Some(lease),
                 Turn::Alone => None,
             };
-            return self.compute(slot, &key, stale, adapter, body, io, leader, lease).await;
+            let mut lease = lease;
+            return self
+                .compute(slot, &key, stale, adapter, body, io, leader, &mut lease)
+                .await;
         }
     }
 
@@ -603,7 +606,7 @@ impl Memo {
         body: Fut,
         io: Io,
         leader: Option<Leader<'_>>,
-        lease: Option<Lease>,
+        lease: &mut Option<Lease>,
     ) -> R
     where
         S: Storable,
@@ -623,8 +626,10 @@ impl Memo {
         }
         // The fleet's lease goes before this process's flight ends, so that a
         // waiter taking over here finds it free.
-        if let Some(lease) = lease {
-            lease.release().await;
+        if let Some(lease) = lease.take() {
+            // Boxed: this future sits on the stack of every level of a
+            // recursive synchronous memoized function.
+            Box::pin(lease.release()).await;
         }
         if (adapter.is_error)(&result) {
             if let Some(value) = fallback {

@@ -218,8 +218,12 @@ impl Cache for GenericRedisCache {
                         for (full, _) in &cmds {
                             inner.publish(&mut pipe, full);
                         }
-                        if inner.exec::<()>(Req::Many(&pipe), "*", false).await?.is_ok() {
-                            inner.metrics.invalidations_sent.fetch_add(cmds.len() as u64, Relaxed);
+                        // The writes landed: a failed invalidation must not
+                        // keep this instance's L1 from taking them.
+                        if let Ok(Ok(())) = inner.exec::<()>(Req::Many(&pipe), "*", false).await {
+                            for _ in &cmds {
+                                Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+                            }
                         }
                     }
                     true
