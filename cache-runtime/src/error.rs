@@ -18,7 +18,9 @@ pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 ///
 /// `Display` prints this error's own message; its cause, when there is one,
 /// is [`source()`](StdError::source), so a report that walks the chain prints
-/// each cause once. [`CacheError::chain`] renders the whole chain on one line.
+/// each cause once (a server's error reply is part of the message of
+/// [`CacheError::Redis`], which has no further cause). [`CacheError::chain`]
+/// renders the whole chain on one line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CacheError {
@@ -31,8 +33,9 @@ pub enum CacheError {
     Timeout,
 
     /// The server answered with an error (wrong type, script error, ACL denial, ...).
-    #[error("redis error")]
-    Redis(#[source] redis::RedisError),
+    /// The server's reply is this error's message, not a separate cause.
+    #[error("redis error: {0}")]
+    Redis(redis::RedisError),
 
     /// A value could not be serialized, or stored bytes could not be deserialized.
     #[error("codec `{codec}` failed")]
