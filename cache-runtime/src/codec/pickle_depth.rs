@@ -52,7 +52,8 @@ struct Scan<'a> {
     /// Stack lengths at each `MARK`.
     marks: Vec<usize>,
     nodes: Vec<Node>,
-    memo: HashMap<u32, Item>,
+    /// Memo ids are small integers the pickle chose: no need for SipHash.
+    memo: HashMap<u32, Item, foldhash::fast::RandomState>,
 }
 
 /// Refuses `bytes` if decoding them would nest deeper than [`MAX_DECODE_DEPTH`].
@@ -174,7 +175,9 @@ impl Scan<'_> {
                 }
                 // `set(list)`, `list(list)`, `frozenset(list)` make a copy of
                 // the argument tuple's last item; every other global makes a
-                // leaf or an empty dict, never deeper.
+                // leaf or an empty dict, never deeper. Leaves are not kept, so
+                // the last container stands in: it may over-estimate the
+                // depth, never under-estimate it.
                 REDUCE => {
                     let args = self.pop()?;
                     self.pop()?;
@@ -347,11 +350,13 @@ impl Scan<'_> {
         }
     }
 
+    /// Leaves are not kept: only containers and references can add depth.
     fn add_children(&mut self, index: u32, children: Vec<Item>) -> Result<(), ScanError> {
         let below = children.iter().map(|c| self.height(*c)).max().unwrap_or(0);
         let node = &mut self.nodes[index as usize];
         node.height = node.height.max(below + 1);
-        node.children.extend(children);
+        node.children
+            .extend(children.into_iter().filter(|c| !matches!(c, Item::Leaf)));
         match node.height as usize > MAX_DECODE_DEPTH {
             true => Err(too_deep()),
             false => Ok(()),
