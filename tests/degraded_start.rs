@@ -41,12 +41,15 @@ async fn on_default(id: u64) -> u64 {
     id * 5
 }
 
-/// Runs `call` and checks it answered within 5 ms.
-async fn fast<T>(what: &str, call: impl std::future::Future<Output = T>) -> T {
+/// Runs `call`, records how long it took in `times`, and checks it did not
+/// wait for a timeout (300 ms; a shared 2-core machine may preempt a call
+/// for a few ms, so the typical cost is checked on the median).
+async fn fast<T>(times: &mut Vec<Duration>, what: &str, call: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();
     let out = call.await;
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(5), "{what} took {took:?}");
+    assert!(took < Duration::from_millis(100), "{what} took {took:?}");
+    times.push(took);
     out
 }
 
@@ -81,16 +84,24 @@ async fn every_entry_point_starts_degraded_and_caches_once_redis_starts() {
         .unwrap();
 
     // Serving while Redis is down: typed errors, the body's result, the policy.
+    let mut times = Vec::new();
+    let t = &mut times;
     for i in 0..20u64 {
-        let err = fast("direct get", direct.get::<u64>("k")).await.unwrap_err();
+        let err = fast(t, "direct get", direct.get::<u64>("k")).await.unwrap_err();
         assert!(err.is_connection(), "{err}");
-        let err = fast("crypt set", crypt.set("k", &i, None)).await.unwrap_err();
+        let err = fast(t, "crypt set", crypt.set("k", &i, None)).await.unwrap_err();
         assert!(err.is_connection(), "{err}");
-        assert_eq!(fast("memoized", named(i)).await, i * 3);
-        assert_eq!(fast("memoized on the default cache", on_default(i)).await, i * 5);
-        assert!(fast("fail-open limiter", open.check("u")).await.unwrap().allowed);
-        assert!(!fast("fail-closed limiter", closed.check("u")).await.unwrap().allowed);
+        assert_eq!(fast(t, "memoized", named(i)).await, i * 3);
+        assert_eq!(fast(t, "memoized on the default cache", on_default(i)).await, i * 5);
+        assert!(fast(t, "fail-open limiter", open.check("u")).await.unwrap().allowed);
+        assert!(!fast(t, "fail-closed limiter", closed.check("u")).await.unwrap().allowed);
     }
+    times.sort();
+    let median = times[times.len() / 2];
+    assert!(
+        median < Duration::from_millis(1),
+        "median call {median:?} while Redis is down"
+    );
     assert_eq!(NAMED_LOADS.load(SeqCst), 20, "uncached while Redis is down");
 
     let server = RedisServer::start_on(port);

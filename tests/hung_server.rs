@@ -233,15 +233,23 @@ async fn cache_put_and_the_rate_limiter_answer_at_once_while_hung() {
         started.elapsed()
     );
 
-    // Then everything answers at once.
+    // Then everything answers at once (no call near the timeout; the
+    // typical cost checked on the median, as the machine is shared).
+    let mut times = Vec::new();
     for i in 0..200u64 {
         let started = Instant::now();
         assert_eq!(put(i).await, Ok(i + 1));
         assert!(open.check("user").await.unwrap().allowed, "fail-open");
         assert!(!closed.check("user").await.unwrap().allowed, "fail-closed");
         let took = started.elapsed();
-        assert!(took < Duration::from_millis(5), "call {i} took {took:?}");
+        assert!(took < timeout / 3, "call {i} took {took:?}");
+        times.push(took);
     }
+    let median = quantile(&mut times, 0.5);
+    assert!(
+        median < Duration::from_millis(1),
+        "median of a put and two checks: {median:?}"
+    );
     assert!(open.stats().snapshot().unavailable_allowed >= 200);
     assert!(closed.stats().snapshot().unavailable_denied >= 200);
 
@@ -297,12 +305,19 @@ async fn a_frozen_primary_behind_sentinel_costs_one_timeout_then_fails_fast() {
         "{:?}",
         frozen.elapsed()
     );
+    let mut times = Vec::new();
     for _ in 0..100 {
         let started = Instant::now();
         let err = cache.get::<u8>("k").await.unwrap_err();
         assert!(err.is_connection(), "{err}");
-        assert!(started.elapsed() < Duration::from_millis(5), "{:?}", started.elapsed());
+        assert!(started.elapsed() < timeout / 3, "{:?}", started.elapsed());
+        times.push(started.elapsed());
     }
+    let median = quantile(&mut times, 0.5);
+    assert!(
+        median < Duration::from_millis(1),
+        "median failing-fast call: {median:?}"
+    );
     deployment.primary().thaw();
     let thawed = Instant::now();
     while cache.get::<u8>("k").await.ok() != Some(Some(1)) {

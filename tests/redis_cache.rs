@@ -774,7 +774,11 @@ async fn a_frozen_server_times_out_without_reconnecting() {
     let started = Instant::now();
     let err = cache.get::<u8>("k").await.unwrap_err();
     assert!(err.is_connection(), "failing fast, got {err}");
-    assert!(started.elapsed() < Duration::from_millis(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A timeout alone keeps the connection (the server may only be busy).
     drop(thaw);

@@ -114,6 +114,13 @@ impl Health {
         Self::new(1, PROBE_INTERVAL, false)
     }
 
+    /// A breaker that failures never open, for connections behind another
+    /// breaker (the two-tier engine's): a second one in front of them would
+    /// turn one slow reply into an outage of the whole pool.
+    pub(crate) fn passive() -> Self {
+        Self::new(u32::MAX, PROBE_INTERVAL, false)
+    }
+
     /// How long a connection's probe waits for `PING`.
     pub(crate) fn probe_deadline(response_timeout: Duration) -> Duration {
         response_timeout.min(PROBE_DEADLINE)
@@ -160,7 +167,7 @@ impl Health {
     /// ignored.
     pub(crate) fn failure(&self, ticket: Ticket) -> bool {
         let closed = ticket.epoch << 1;
-        if self.state.word.load(Acquire) != closed {
+        if self.state.threshold == u32::MAX || self.state.word.load(Acquire) != closed {
             return false;
         }
         let n = self.state.failures.fetch_add(1, Relaxed) + 1;
@@ -321,6 +328,15 @@ mod tests {
         let fresh = health.admit().unwrap();
         assert!(!health.is_stale(fresh));
         assert!(health.failure(fresh));
+    }
+
+    #[test]
+    fn a_passive_breaker_never_opens_on_failures() {
+        let health = Health::passive();
+        for _ in 0..1000 {
+            assert!(!health.failure(health.admit().unwrap()));
+        }
+        assert!(health.is_closed());
     }
 
     #[test]

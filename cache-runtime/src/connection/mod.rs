@@ -236,17 +236,30 @@ pub async fn pubsub_client(config: &RedisConfig) -> Result<redis::Client> {
 /// [`RedisConfig::fail_on_connection_error`]: the connections start down and
 /// connect in the background.
 pub async fn open(config: &RedisConfig) -> Result<(Option<redis::Client>, Vec<RedisConnection>)> {
+    open_guarded(config, health::Health::for_connections()).await
+}
+
+/// [`open`] with the breaker the connections share. The two-tier engine
+/// passes [`Health::passive`](health::Health::passive): its own breaker
+/// (the same component) stands in front of them, with its own threshold.
+pub(crate) async fn open_guarded(
+    config: &RedisConfig,
+    health: health::Health,
+) -> Result<(Option<redis::Client>, Vec<RedisConnection>)> {
     config.validate()?;
     match config.topology() {
         Topology::Cluster => return Ok((None, cluster::open(config).await?)),
-        Topology::Sentinel => return Ok((None, sentinel::open(config).await?)),
+        Topology::Sentinel => return Ok((None, sentinel::open(config, health).await?)),
         Topology::Standalone => {}
     }
     let client = client_for(config)?;
     let mut conns = Vec::with_capacity(config.max_connections());
-    let health = health::Health::for_connections();
+    let mut start_down = false;
     for _ in 0..config.max_connections() {
-        let conn = ReconnectingConnection::open_with_client(client.clone(), config, health.clone()).await?;
+        let conn = ReconnectingConnection::open_with_client(client.clone(), config, health.clone(), start_down).await?;
+        // One failed start is enough: the others start down at once rather
+        // than each waiting out the same attempts.
+        start_down = !conn.is_connected();
         conns.push(RedisConnection::Reconnecting(conn));
     }
     Ok((Some(client), conns))

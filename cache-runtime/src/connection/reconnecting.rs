@@ -95,8 +95,8 @@ struct Shared {
     db: i64,
     /// Successful reconnects since the connection was opened.
     reconnects: AtomicU64,
-    /// Shared by every connection of one pool: a timeout or a broken socket
-    /// makes all of them fail fast until the server answers again.
+    /// Shared by every connection of one pool: a timeout makes all of them
+    /// fail fast until the server answers a probe again.
     health: Health,
     /// How long a health probe waits for `PING`.
     probe_deadline: Duration,
@@ -196,12 +196,18 @@ impl ReconnectingConnection {
     /// (`RedisCache::connect` opens those with their own connection types).
     pub async fn open(config: &RedisConfig) -> Result<Self> {
         let client = client_for(config)?;
-        Self::open_with_client(client, config, Health::for_connections()).await
+        Self::open_with_client(client, config, Health::for_connections(), false).await
     }
 
     /// [`open`](Self::open) with a client already built from `config`, and
-    /// the health shared by the pool it belongs to.
-    pub(crate) async fn open_with_client(client: redis::Client, config: &RedisConfig, health: Health) -> Result<Self> {
+    /// the health shared by the pool it belongs to; `start_down` skips the
+    /// first attempts (another connection of the pool just failed them).
+    pub(crate) async fn open_with_client(
+        client: redis::Client,
+        config: &RedisConfig,
+        health: Health,
+        start_down: bool,
+    ) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| CacheError::config("runtime", "a Redis connection must be opened inside a tokio runtime"))?;
         let conn_config = AsyncConnectionConfig::new()
@@ -211,6 +217,9 @@ impl ReconnectingConnection {
         let mut pause = FIRST_PAUSE;
         let mut attempt = 1;
         let link = loop {
+            if start_down {
+                break Link::Down;
+            }
             match client.get_multiplexed_async_connection_with_config(&conn_config).await {
                 Ok(conn) => break Link::Up { conn, generation: 0 },
                 // A refused password or an unknown database is a

@@ -449,14 +449,13 @@ pub(super) async fn primary_client(config: &RedisConfig) -> Result<redis::Client
 
 /// Asks the sentinels in `config` for the primary and opens
 /// `config.max_connections()` connections that follow it.
-pub(super) async fn open(config: &RedisConfig) -> Result<Vec<RedisConnection>> {
+pub(super) async fn open(config: &RedisConfig, health: Health) -> Result<Vec<RedisConnection>> {
     let master_name = config
         .sentinel_master()
         .ok_or_else(|| CacheError::config("sentinel_master", "is required with sentinel nodes"))?
         .to_owned();
     let sentinel_infos = sentinel_infos(config)?;
     let mut conns = Vec::with_capacity(config.max_connections());
-    let health = Health::for_connections();
     for _ in 0..config.max_connections() {
         let resolver = resolver(config)?;
         let (client, conn) = resolve(&resolver).await?;

@@ -56,7 +56,12 @@ impl GenericRedisCache {
         }
         let mut strict = redis_config.clone();
         strict.fail_on_connection_error = true;
-        let opened = match tokio::time::timeout(redis_config.connect_timeout() * 2, connection::open(&strict)).await {
+        let opened = match tokio::time::timeout(
+            redis_config.connect_timeout() * 2,
+            connection::open_guarded(&strict, Health::passive()),
+        )
+        .await
+        {
             Ok(Ok((_, conns))) => Ok(conns),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(CacheError::Timeout),

@@ -11,7 +11,8 @@
 //! `super::recovery`).
 
 use super::Inner;
-use crate::connection::{self, health::Probe};
+use crate::connection;
+use crate::connection::health::{Health, Probe};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Weak;
 
@@ -39,7 +40,11 @@ pub(crate) async fn probe_once(inner: Weak<Inner>) -> Probe {
     if !matches!(tokio::time::timeout(connect_timeout, ping).await, Ok(Ok(()))) {
         return Probe::Silent;
     }
-    let opened = tokio::time::timeout(connect_timeout * 2, connection::open(&inner.strict_config())).await;
+    let opened = tokio::time::timeout(
+        connect_timeout * 2,
+        connection::open_guarded(&inner.strict_config(), Health::passive()),
+    )
+    .await;
     let Ok(Ok((_, conns))) = opened else {
         return Probe::Silent;
     };
