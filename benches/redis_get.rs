@@ -7,13 +7,16 @@
 //! (no reconnect logic: the cost of the cache layer). Every side has its own
 //! socket, as the default `RedisCache` does.
 //!
+//! Writes too: `RedisCache::set` of the same 1 KiB value with a TTL vs raw
+//! redis-rs `SET key value PX ttl` of the bytes it stores, 64 tasks, paired
+//! rounds (keys cycle through 1024 names per side).
+//!
 //! Run: `cargo bench --bench redis_get`. Prints one JSON object.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use memorix::prelude::*;
 use memorix::{RedisCache, RedisConnection};
 use redis::AsyncCommands;
 use std::future::Future;
@@ -112,6 +115,7 @@ fn main() {
                 ratios[side].push(this[side] / this[1]);
             }
         }
+        let writes = write_ratios(&server, &value).await;
         let median = |xs: &Vec<f64>| common::median(xs.clone());
         let ratio = |side: usize| (median(&ratios[side]) * 1000.0).round() / 1000.0;
         println!(
@@ -126,7 +130,59 @@ fn main() {
                 "target_ratio": 0.95,
                 "diagnostic_raw_get_via_reconnecting_connection_over_raw": ratio(2),
                 "diagnostic_redis_cache_on_plain_multiplexed_over_raw": ratio(3),
+                "set_px_1k_64_tasks": writes,
             })
         );
     });
+}
+
+const WRITE_KEYS: usize = 1024;
+const WRITE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Key `i` of a side's `WRITE_KEYS` names, round robin.
+fn write_key(keys: &[String], counter: &std::sync::atomic::AtomicUsize) -> String {
+    keys[counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % WRITE_KEYS].clone()
+}
+
+/// `RedisCache::set` vs raw `SET .. PX` of the bytes it stores, paired rounds.
+async fn write_ratios(server: &RedisServer, value: &serde_bytes::ByteBuf) -> serde_json::Value {
+    let cache = Arc::new(RedisCache::connect(server.config()).await.expect("connect"));
+    let raw = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connect");
+    let stored = Arc::new(memorix::encode(&memorix::MsgPack, value).expect("encode"));
+    let names = |side: &str| Arc::new((0..WRITE_KEYS).map(|i| format!("bench:{side}:{i}")).collect::<Vec<_>>());
+    let (raw_keys, cache_keys) = (names("rawset"), names("set"));
+    let (raw_counter, cache_counter) = (Arc::new(Default::default()), Arc::new(Default::default()));
+    let value = Arc::new(value.clone());
+    let sides = [
+        common::op(move || {
+            let (mut conn, key, stored) = (raw.clone(), write_key(&raw_keys, &raw_counter), stored.clone());
+            async move {
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(stored.as_slice())
+                    .arg("PX")
+                    .arg(WRITE_TTL.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("raw set");
+            }
+        }),
+        common::op(move || {
+            let (cache, key, value) = (cache.clone(), write_key(&cache_keys, &cache_counter), value.clone());
+            async move {
+                cache.set(&key, &*value, Some(WRITE_TTL)).await.expect("set");
+            }
+        }),
+    ];
+    let paired = common::paired(ROUNDS, TASKS, OPS_PER_TASK, &sides).await;
+    serde_json::json!({
+        "raw_set_px_ops_per_sec_median": paired.median(0).round(),
+        "memorix_redis_cache_set_ops_per_sec_median": paired.median(1).round(),
+        "ratio_memorix_set_over_raw_median_of_pairs": paired.ratio(1, 0),
+        "target_ratio": 0.9,
+    })
 }

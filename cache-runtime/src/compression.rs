@@ -11,14 +11,15 @@
 //!
 //! Speed on small values: a zlib stream costs a fixed setup (a fresh state
 //! allocates and clears about 300 KiB) and, above level 1, Huffman tables
-//! built per block. Both dominated values of a few KiB (28 µs to compress
-//! 1.1 KB, against 3 µs of actual work), so each thread keeps one
+//! built per block. Both dominated values of a few KiB, so each thread keeps one
 //! compressor and one decompressor and resets them between values (the
 //! zlib-rs backend, whose reset is cheaper than miniz_oxide's), and values up
 //! to [`DEFAULT_FAST_BELOW`] bytes are compressed at level 1 (fixed Huffman
-//! codes, no tables): on a 1 KiB JSON value, 387 bytes in 3.6 µs against
-//! 300 bytes in 13 µs at level 6. The stream format is plain zlib either way,
-//! so any zlib reader (Python's `zlib.decompress` included) reads it.
+//! codes, no tables): a 1 KiB JSON value becomes 388 bytes in about a third
+//! of the time level 6 takes for 300 (BENCHMARKS.md). The stream is plain zlib either way,
+//! so any zlib reader (Python's `zlib.decompress` included) reads it. The
+//! price is the kept state: about 300 KiB per thread that has compressed a
+//! value, freed when the thread exits.
 //!
 //! ```
 //! use memorix_runtime::{Compression, Pipeline, Transform};
@@ -245,8 +246,8 @@ impl CompressionBuilder {
     /// Values up to this many bytes (default [`DEFAULT_FAST_BELOW`], 4 KiB)
     /// are compressed at level 1 whatever [`level`](Self::level) says: at
     /// that size higher levels spend more time building Huffman tables than
-    /// they save in bytes (1 KiB of JSON: 3.6 µs for 387 bytes at level 1,
-    /// 13 µs for 300 bytes at level 6). `0` compresses everything at `level`.
+    /// they save in bytes (1 KiB of JSON: 388 bytes at level 1, 300 at level
+    /// 6 in three times the time). `0` compresses everything at `level`.
     pub fn fast_below(mut self, bytes: usize) -> Self {
         self.0.fast_below = bytes;
         self
@@ -335,6 +336,15 @@ impl Transform for Compression {
         Ok(out)
     }
 
+    fn open_owned(&self, mut stored: Vec<u8>) -> Result<Vec<u8>> {
+        if stored.first() == Some(&TAG_RAW) {
+            // Stored as is: drop the tag in place instead of copying the body.
+            stored.remove(0);
+            return Ok(stored);
+        }
+        self.open(&stored)
+    }
+
     fn open(&self, stored: &[u8]) -> Result<Vec<u8>> {
         match stored.split_first() {
             Some((&TAG_RAW, body)) => Ok(body.to_vec()),
@@ -368,6 +378,9 @@ mod tests {
         assert!(sealed.len() < 100);
         assert_eq!(stage.open(&sealed).unwrap(), big);
         assert_eq!(stage.open(&small).unwrap(), b"0123456789");
+        assert_eq!(stage.open_owned(small).unwrap(), b"0123456789");
+        assert_eq!(stage.open_owned(sealed).unwrap(), big);
+        assert!(stage.open_owned(Vec::new()).is_err());
     }
 
     #[test]

@@ -27,7 +27,6 @@ pub fn unique_prefix(test: &str) -> String {
 /// cache must serve again within 15 s. Prints the time taken and returns the
 /// number of failed rounds; `what` names the scenario in messages.
 pub async fn wait_until_served(cache: &memorix::RedisCache, key: &str, value: u32, what: &str) -> u32 {
-    use memorix::prelude::*;
     let started = std::time::Instant::now();
     let mut failures = 0u32;
     loop {

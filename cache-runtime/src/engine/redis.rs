@@ -292,6 +292,19 @@ impl RedisCache {
         CacheExt::decode_found(self, self.read(key).await)
     }
 
+    /// Encodes and stores `value`, exactly as [`CacheExt::set`] does, minus
+    /// the boxed future of the object-safe [`Cache`] trait (this is the
+    /// method `cache.set(..)` resolves to on a `RedisCache`).
+    ///
+    /// [`CacheExt::set`]: crate::CacheExt::set
+    pub async fn set<T>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()>
+    where
+        T: serde::Serialize + ?Sized + Sync,
+    {
+        let bytes = crate::codec::encode(self.codec.as_ref(), value)?;
+        self.run(&self.set_cmd(key, &bytes, ttl)?).await
+    }
+
     /// Which connection the next command runs on. One connection (the
     /// default) needs no counter: a shared atomic bumped by every call costs
     /// cross-core traffic on the hot path.
