@@ -7,9 +7,10 @@
 //! [`L1_SAMPLE_EVERY`] (recorded with that weight), which keeps the clock off
 //! most L1 hits while the percentiles stay unbiased.
 //!
-//! With the `metrics` feature, every event is also exported through the
-//! [`metrics`](https://docs.rs/metrics) facade (`memorix_*` names), so any
-//! Prometheus or StatsD exporter picks it up.
+//! With the `metrics` feature every counter is also exported through the
+//! `metrics` facade, from handles registered once per cache (labelled with
+//! its prefix); the names, types and labels are listed on
+//! `GenericRedisCache`.
 
 use crate::error::CacheError;
 use serde::Serialize;
@@ -20,6 +21,124 @@ use std::time::Duration;
 
 /// One L1 hit in this many has its latency timed (with weight `L1_SAMPLE_EVERY`).
 pub const L1_SAMPLE_EVERY: u32 = 16;
+
+/// How often the exported L1 gauges are refreshed (`metrics` feature).
+#[cfg(feature = "metrics")]
+pub(crate) const GAUGE_REFRESH: Duration = Duration::from_secs(1);
+
+/// The exported handles, registered once per cache with its `cache` label, so
+/// recording is one call on a handle, never a registry lookup.
+#[cfg(feature = "metrics")]
+mod export {
+    use metrics::Label;
+    pub(crate) use metrics::{Counter, Gauge, Histogram};
+
+    fn labels(cache: &str, extra: Option<(&'static str, &'static str)>) -> Vec<Label> {
+        let mut labels = vec![Label::new("cache", cache.to_owned())];
+        labels.extend(extra.map(|(k, v)| Label::new(k, v)));
+        labels
+    }
+
+    pub(crate) fn counter(name: &'static str, cache: &str, extra: Option<(&'static str, &'static str)>) -> Counter {
+        metrics::counter!(name, labels(cache, extra))
+    }
+
+    pub(crate) fn gauge(name: &'static str, cache: &str) -> Gauge {
+        metrics::gauge!(name, labels(cache, None))
+    }
+
+    pub(crate) fn histogram(name: &'static str, cache: &str, op: &'static str) -> Histogram {
+        metrics::histogram!(name, labels(cache, Some(("op", op))))
+    }
+}
+
+/// Without the `metrics` feature the handles are zero-sized no-ops.
+#[cfg(not(feature = "metrics"))]
+mod export {
+    pub(crate) struct Counter;
+    pub(crate) struct Gauge;
+    pub(crate) struct Histogram;
+
+    impl Counter {
+        pub(crate) const fn noop() -> Self {
+            Counter
+        }
+
+        #[inline]
+        pub(crate) fn increment(&self, _: u64) {}
+    }
+
+    impl Gauge {
+        #[inline]
+        pub(crate) fn set(&self, _: f64) {}
+    }
+
+    impl Histogram {
+        #[inline]
+        pub(crate) fn record_many(&self, _: f64, _: usize) {}
+    }
+
+    pub(crate) fn counter(_: &'static str, _: &str, _: Option<(&'static str, &'static str)>) -> Counter {
+        Counter
+    }
+
+    pub(crate) fn gauge(_: &'static str, _: &str) -> Gauge {
+        Gauge
+    }
+
+    pub(crate) fn histogram(_: &'static str, _: &str, _: &'static str) -> Histogram {
+        Histogram
+    }
+}
+
+/// A counter that `stats()` reads and that is exported under one name.
+pub(crate) struct Count {
+    value: AtomicU64,
+    exported: export::Counter,
+}
+
+impl Count {
+    fn new(name: &'static str, cache: &str) -> Self {
+        Self::labelled(name, cache, None)
+    }
+
+    fn labelled(name: &'static str, cache: &str, extra: Option<(&'static str, &'static str)>) -> Self {
+        Count {
+            value: AtomicU64::new(0),
+            exported: export::counter(name, cache, extra),
+        }
+    }
+
+    /// Counts one event.
+    pub(crate) fn bump(&self) {
+        self.add(1);
+    }
+
+    /// Counts `n` events.
+    pub(crate) fn add(&self, n: u64) {
+        self.value.fetch_add(n, Relaxed);
+        self.exported.increment(n);
+    }
+
+    fn get(&self) -> u64 {
+        self.value.load(Relaxed)
+    }
+
+    /// Zeroes what `stats()` reads; the exported counter stays monotonic.
+    fn reset(&self) {
+        self.value.store(0, Relaxed);
+    }
+}
+
+impl Default for Count {
+    /// A counter that is not exported: for compression outside a cache.
+    fn default() -> Self {
+        Count {
+            value: AtomicU64::new(0),
+            exported: export::Counter::noop(),
+        }
+    }
+}
 
 const STRIPES: usize = 16;
 
@@ -68,32 +187,47 @@ pub(crate) fn sample_l1() -> bool {
 }
 
 /// Compression work: calls, bytes in and out, time.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CompressionCounters {
-    calls: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
+    calls: Count,
+    bytes_in: Count,
+    bytes_out: Count,
     nanos: AtomicU64,
 }
 
+impl std::fmt::Debug for CompressionCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompressionCounters")
+            .field("calls", &self.calls.get())
+            .field("bytes_in", &self.bytes_in.get())
+            .field("bytes_out", &self.bytes_out.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl CompressionCounters {
-    pub(crate) fn record(&self, bytes_in: usize, bytes_out: usize, took: Duration) {
-        self.calls.fetch_add(1, Relaxed);
-        self.bytes_in.fetch_add(bytes_in as u64, Relaxed);
-        self.bytes_out.fetch_add(bytes_out as u64, Relaxed);
-        self.nanos
-            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
-        #[cfg(feature = "metrics")]
-        {
-            metrics::counter!("memorix_compression_bytes_in_total").increment(bytes_in as u64);
-            metrics::counter!("memorix_compression_bytes_out_total").increment(bytes_out as u64);
+    /// Counters exported with the label `cache`.
+    pub(crate) fn exported(cache: &str) -> Self {
+        CompressionCounters {
+            calls: Count::new("memorix_compressions_total", cache),
+            bytes_in: Count::new("memorix_compression_bytes_in_total", cache),
+            bytes_out: Count::new("memorix_compression_bytes_out_total", cache),
+            nanos: AtomicU64::new(0),
         }
     }
 
+    pub(crate) fn record(&self, bytes_in: usize, bytes_out: usize, took: Duration) {
+        self.calls.bump();
+        self.bytes_in.add(bytes_in as u64);
+        self.bytes_out.add(bytes_out as u64);
+        self.nanos
+            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
     fn snapshot(&self) -> CompressionStats {
-        let (bytes_in, bytes_out) = (self.bytes_in.load(Relaxed), self.bytes_out.load(Relaxed));
+        let (bytes_in, bytes_out) = (self.bytes_in.get(), self.bytes_out.get());
         CompressionStats {
-            compressions: self.calls.load(Relaxed),
+            compressions: self.calls.get(),
             bytes_in,
             bytes_out,
             ratio: if bytes_out == 0 {
@@ -106,9 +240,10 @@ impl CompressionCounters {
     }
 
     fn reset(&self) {
-        for c in [&self.calls, &self.bytes_in, &self.bytes_out, &self.nanos] {
-            c.store(0, Relaxed);
+        for c in [&self.calls, &self.bytes_in, &self.bytes_out] {
+            c.reset();
         }
+        self.nanos.store(0, Relaxed);
     }
 }
 
@@ -236,90 +371,118 @@ pub(crate) fn error_kind(err: &CacheError) -> &'static str {
 }
 
 /// Every counter of a two-tier cache.
-#[derive(Default)]
 pub(crate) struct Metrics {
-    pub(crate) l1_hits: Striped,
-    pub(crate) l1_misses: Striped,
-    pub(crate) redis_hits: AtomicU64,
-    pub(crate) redis_misses: AtomicU64,
+    l1_hits: Striped,
+    l1_misses: Striped,
+    l1_hits_exported: export::Counter,
+    l1_misses_exported: export::Counter,
+    redis_hits: Count,
+    redis_misses: Count,
     /// Gets that found nothing in any tier (Redis skipped or down included).
-    pub(crate) misses: AtomicU64,
-    pub(crate) sets: AtomicU64,
-    pub(crate) deletes: AtomicU64,
-    pub(crate) redis_set_failures: AtomicU64,
-    pub(crate) slow_ops: AtomicU64,
-    pub(crate) invalidations_sent: AtomicU64,
-    pub(crate) invalidations_received: AtomicU64,
-    pub(crate) l1_clears: AtomicU64,
-    pub(crate) l1_evictions: AtomicU64,
-    pub(crate) breaker_opens: AtomicU64,
-    pub(crate) recoveries: AtomicU64,
-    pub(crate) replayed: AtomicU64,
-    pub(crate) dropped_writes: AtomicU64,
-    pub(crate) errors: [AtomicU64; ERROR_KINDS.len()],
+    pub(crate) misses: Count,
+    pub(crate) sets: Count,
+    pub(crate) deletes: Count,
+    pub(crate) redis_set_failures: Count,
+    pub(crate) slow_ops: Count,
+    pub(crate) invalidations_sent: Count,
+    pub(crate) invalidations_received: Count,
+    pub(crate) l1_clears: Count,
+    pub(crate) l1_evictions: Count,
+    pub(crate) breaker_opens: Count,
+    pub(crate) recoveries: Count,
+    pub(crate) replayed: Count,
+    pub(crate) dropped_writes: Count,
+    errors: [Count; ERROR_KINDS.len()],
     pub(crate) compression: std::sync::Arc<CompressionCounters>,
     latency: [Histogram; 4],
+    latency_exported: [export::Histogram; 4],
+    l1_entries: export::Gauge,
+    l1_bytes: export::Gauge,
 }
 
+const OPS: [Op; 4] = [Op::Get, Op::Set, Op::Delete, Op::Exists];
+
 impl Metrics {
+    /// The counters of the cache labelled `cache` (its prefix).
+    pub(crate) fn new(cache: &str) -> Self {
+        let count = |name| Count::new(name, cache);
+        let tier = |name, tier| Count::labelled(name, cache, Some(("tier", tier)));
+        Metrics {
+            l1_hits: Striped::default(),
+            l1_misses: Striped::default(),
+            l1_hits_exported: export::counter("memorix_hits_total", cache, Some(("tier", "l1"))),
+            l1_misses_exported: export::counter("memorix_misses_total", cache, Some(("tier", "l1"))),
+            redis_hits: tier("memorix_hits_total", "redis"),
+            redis_misses: tier("memorix_misses_total", "redis"),
+            misses: count("memorix_gets_missed_total"),
+            sets: count("memorix_sets_total"),
+            deletes: count("memorix_deletes_total"),
+            redis_set_failures: count("memorix_redis_set_failures_total"),
+            slow_ops: count("memorix_slow_operations_total"),
+            invalidations_sent: count("memorix_invalidations_sent_total"),
+            invalidations_received: count("memorix_invalidations_received_total"),
+            l1_clears: count("memorix_l1_clears_total"),
+            l1_evictions: count("memorix_l1_evictions_total"),
+            breaker_opens: count("memorix_circuit_breaker_opens_total"),
+            recoveries: count("memorix_recoveries_total"),
+            replayed: count("memorix_replayed_writes_total"),
+            dropped_writes: count("memorix_dropped_writes_total"),
+            errors: ERROR_KINDS.map(|kind| Count::labelled("memorix_errors_total", cache, Some(("kind", kind)))),
+            compression: std::sync::Arc::new(CompressionCounters::exported(cache)),
+            latency: Default::default(),
+            latency_exported: OPS.map(|op| export::histogram("memorix_operation_seconds", cache, op.name())),
+            l1_entries: export::gauge("memorix_l1_entries", cache),
+            l1_bytes: export::gauge("memorix_l1_bytes", cache),
+        }
+    }
+
+    /// Records one timed operation that stands for `weight` operations
+    /// (a sampled L1 hit), in the histogram `stats()` reads and the exported one.
     pub(crate) fn latency(&self, op: Op, took: Duration, weight: u64) {
         self.latency[op as usize].record(took, weight);
-        #[cfg(feature = "metrics")]
-        metrics::histogram!("memorix_operation_seconds", "op" => op.name()).record(took.as_secs_f64());
+        self.latency_exported[op as usize].record_many(took.as_secs_f64(), weight as usize);
     }
 
     pub(crate) fn error(&self, kind: &'static str) {
         if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
-            self.errors[i].fetch_add(1, Relaxed);
+            self.errors[i].bump();
         }
-        #[cfg(feature = "metrics")]
-        metrics::counter!("memorix_errors_total", "kind" => kind).increment(1);
     }
 
-    pub(crate) fn bump(counter: &AtomicU64, _name: &'static str) {
-        counter.fetch_add(1, Relaxed);
-        #[cfg(feature = "metrics")]
-        metrics::counter!(_name).increment(1);
-    }
-
+    #[inline]
     pub(crate) fn l1_hit(&self) {
         self.l1_hits.add(1);
-        #[cfg(feature = "metrics")]
-        metrics::counter!("memorix_hits_total", "tier" => "l1").increment(1);
+        self.l1_hits_exported.increment(1);
     }
 
     pub(crate) fn l1_miss(&self) {
         self.l1_misses.add(1);
+        self.l1_misses_exported.increment(1);
     }
 
     pub(crate) fn redis_get(&self, hit: bool) {
         if hit {
-            self.redis_hits.fetch_add(1, Relaxed);
+            self.redis_hits.bump();
         } else {
-            self.redis_misses.fetch_add(1, Relaxed);
+            self.redis_misses.bump();
         }
-        #[cfg(feature = "metrics")]
-        {
-            let name = if hit {
-                "memorix_hits_total"
-            } else {
-                "memorix_misses_total"
-            };
-            metrics::counter!(name, "tier" => "redis").increment(1);
-        }
+    }
+
+    /// Sets the exported L1 gauges.
+    pub(crate) fn l1_size(&self, entries: u64, bytes: u64) {
+        self.l1_entries.set(entries as f64);
+        self.l1_bytes.set(bytes as f64);
     }
 
     /// Gets that found a value in either tier, and gets that found none.
     pub(crate) fn totals(&self) -> (u64, u64) {
-        (
-            self.l1_hits.get() + self.redis_hits.load(Relaxed),
-            self.misses.load(Relaxed),
-        )
+        (self.l1_hits.get() + self.redis_hits.get(), self.misses.get())
     }
 
+    /// What `stats()` returns; also refreshes the exported L1 gauges.
     pub(crate) fn snapshot(&self, l1_entries: u64, l1_bytes: u64) -> GenericStats {
+        self.l1_size(l1_entries, l1_bytes);
         let (hits, misses) = self.totals();
-        let l = |op: Op| self.latency[op as usize].snapshot();
         GenericStats {
             gets: hits + misses,
             hits,
@@ -334,37 +497,38 @@ impl Metrics {
                 misses: self.l1_misses.get(),
             },
             redis: TierStats {
-                hits: self.redis_hits.load(Relaxed),
-                misses: self.redis_misses.load(Relaxed),
+                hits: self.redis_hits.get(),
+                misses: self.redis_misses.get(),
             },
-            sets: self.sets.load(Relaxed),
-            deletes: self.deletes.load(Relaxed),
-            redis_set_failures: self.redis_set_failures.load(Relaxed),
-            slow_operations: self.slow_ops.load(Relaxed),
-            latency: [Op::Get, Op::Set, Op::Delete, Op::Exists]
+            sets: self.sets.get(),
+            deletes: self.deletes.get(),
+            redis_set_failures: self.redis_set_failures.get(),
+            slow_operations: self.slow_ops.get(),
+            latency: OPS
                 .into_iter()
-                .map(|op| (op.name().to_owned(), l(op)))
+                .map(|op| (op.name().to_owned(), self.latency[op as usize].snapshot()))
                 .collect(),
             compression: self.compression.snapshot(),
             errors: ERROR_KINDS
                 .iter()
                 .zip(&self.errors)
-                .map(|(k, c)| ((*k).to_owned(), c.load(Relaxed)))
+                .map(|(k, c)| ((*k).to_owned(), c.get()))
                 .filter(|(_, c)| *c > 0)
                 .collect(),
-            invalidations_sent: self.invalidations_sent.load(Relaxed),
-            invalidations_received: self.invalidations_received.load(Relaxed),
-            l1_clears: self.l1_clears.load(Relaxed),
-            l1_evictions: self.l1_evictions.load(Relaxed),
+            invalidations_sent: self.invalidations_sent.get(),
+            invalidations_received: self.invalidations_received.get(),
+            l1_clears: self.l1_clears.get(),
+            l1_evictions: self.l1_evictions.get(),
             l1_entries,
             l1_bytes,
-            circuit_breaker_opens: self.breaker_opens.load(Relaxed),
-            recoveries: self.recoveries.load(Relaxed),
-            replayed_writes: self.replayed.load(Relaxed),
-            dropped_writes: self.dropped_writes.load(Relaxed),
+            circuit_breaker_opens: self.breaker_opens.get(),
+            recoveries: self.recoveries.get(),
+            replayed_writes: self.replayed.get(),
+            dropped_writes: self.dropped_writes.get(),
         }
     }
 
+    /// Zeroes what `stats()` reads (exported counters stay monotonic).
     pub(crate) fn reset(&self) {
         self.l1_hits.reset();
         self.l1_misses.reset();
@@ -384,11 +548,11 @@ impl Metrics {
             &self.recoveries,
             &self.replayed,
             &self.dropped_writes,
-        ] {
-            c.store(0, Relaxed);
-        }
-        for c in &self.errors {
-            c.store(0, Relaxed);
+        ]
+        .into_iter()
+        .chain(&self.errors)
+        {
+            c.reset();
         }
         for h in &self.latency {
             h.reset();

@@ -43,7 +43,7 @@ impl GenericRedisCache {
 
     pub(crate) async fn from_builder(builder: GenericRedisCacheBuilder) -> Result<Self> {
         let (redis_config, compression, settings) = builder.validate()?;
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(&builder.prefix);
         let mut envelope = Envelope::new(builder.codec.as_ref())
             .compression(compression)
             .counters(metrics.compression.clone());
@@ -111,6 +111,8 @@ impl GenericRedisCache {
         if memory_only {
             inner.spawn_probe();
         }
+        #[cfg(feature = "metrics")]
+        tokio::spawn(refresh_gauges(Arc::downgrade(&inner)));
         let subscriber = (inner.settings.coherence && inner.settings.enable_l1).then(|| {
             tokio::spawn(invalidation::subscribe_loop(
                 Arc::downgrade(&inner),
@@ -279,5 +281,21 @@ impl GenericRedisCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// Keeps the exported L1 gauges current until the cache is dropped or closed.
+#[cfg(feature = "metrics")]
+async fn refresh_gauges(inner: std::sync::Weak<Inner>) {
+    let mut every = tokio::time::interval(crate::metrics::GAUGE_REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match inner.upgrade() {
+            Some(inner) if !inner.closed.load(Relaxed) => {
+                inner.metrics.l1_size(inner.l1.len(), inner.l1.bytes());
+            }
+            _ => return,
+        }
     }
 }

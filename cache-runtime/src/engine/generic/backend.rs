@@ -8,7 +8,7 @@
 use super::{CacheEvent, Inner, Tier};
 use crate::connection::{batch, RedisConnection};
 use crate::error::{CacheError, Result};
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Open connections to Redis.
@@ -120,7 +120,7 @@ impl Inner {
                 self.breaker.failure(ticket)
             };
             if opened {
-                Metrics::bump(&self.metrics.breaker_opens, "memorix_circuit_breaker_opens_total");
+                self.metrics.breaker_opens.bump();
                 tracing::warn!(error = %err, "Redis unavailable: circuit breaker open, serving from L1");
             }
             if !self.breaker.is_closed() {

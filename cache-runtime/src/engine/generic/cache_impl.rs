@@ -13,7 +13,7 @@ use crate::connection::{batch, RedisConnection};
 use crate::envelope::{self, Header, HEADER_LEN, STAMP_LEN};
 use crate::error::{CacheError, Result};
 use crate::keys::{effective_ttl, ttl_millis};
-use crate::metrics::{Metrics, Op};
+use crate::metrics::Op;
 use crate::stats::CacheStats;
 use async_trait::async_trait;
 use redis::FromRedisValue;
@@ -48,7 +48,7 @@ impl Cache for GenericRedisCache {
             let ttl = effective_ttl(ttl, Some(inner.settings.default_ttl))?;
             let sealed = inner.pipeline.seal(value)?.into_owned();
             let full = inner.prefix.apply(&key);
-            Metrics::bump(&inner.metrics.sets, "memorix_sets_total");
+            inner.metrics.sets.bump();
             let mut pipe = redis::pipe();
             let set = pipe.cmd("SET").arg(&full).arg(sealed.as_slice());
             if let Some(ttl) = ttl {
@@ -62,7 +62,7 @@ impl Cache for GenericRedisCache {
                 Ok(Ok(())) => {
                     span.landed(Tier::Redis);
                     if inner.settings.coherence {
-                        Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+                        inner.metrics.invalidations_sent.bump();
                     }
                     if inner.settings.enable_l1 {
                         inner.l1_put(&key, bytes, ttl);
@@ -73,7 +73,7 @@ impl Cache for GenericRedisCache {
                 }
                 Ok(Err(_)) => {
                     span.landed(Tier::L1);
-                    Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
+                    inner.metrics.redis_set_failures.bump();
                     inner.l1_put(&key, bytes, ttl);
                     let expires = ttl.and_then(|t| Instant::now().checked_add(t));
                     let stamp = Header::parse(&sealed)
@@ -87,7 +87,7 @@ impl Cache for GenericRedisCache {
                     // The server refused the write (ACL, wrong type, ...): the
                     // caller gets the error, and L1 must not serve a value Redis
                     // never accepted.
-                    Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
+                    inner.metrics.redis_set_failures.bump();
                     inner.l1.bump();
                     inner.l1.remove(&key);
                     Err(err)
@@ -222,7 +222,7 @@ impl Cache for GenericRedisCache {
                         // keep this instance's L1 from taking them.
                         if let Ok(Ok(())) = inner.exec::<()>(Req::Many(&pipe), "*", false).await {
                             for _ in &cmds {
-                                Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+                                inner.metrics.invalidations_sent.bump();
                             }
                         }
                     }
@@ -235,7 +235,7 @@ impl Cache for GenericRedisCache {
                 let entry = spans::set(inner, &key);
                 entry
                     .run(async {
-                        Metrics::bump(&inner.metrics.sets, "memorix_sets_total");
+                        inner.metrics.sets.bump();
                         let plain: Arc<[u8]> = Arc::from(value);
                         if landed {
                             entry.landed(Tier::Redis);
@@ -246,7 +246,7 @@ impl Cache for GenericRedisCache {
                             }
                         } else {
                             entry.landed(Tier::L1);
-                            Metrics::bump(&inner.metrics.redis_set_failures, "memorix_redis_set_failures_total");
+                            inner.metrics.redis_set_failures.bump();
                             inner.l1_put(&key, plain, ttl);
                             let expires = ttl.and_then(|t| Instant::now().checked_add(t));
                             let stamp = Header::parse(&bytes)
@@ -308,7 +308,7 @@ impl Cache for GenericRedisCache {
             let full = inner.prefix.apply(&key);
             inner.l1.bump();
             let in_l1 = inner.l1.remove(&key);
-            Metrics::bump(&inner.metrics.deletes, "memorix_deletes_total");
+            inner.metrics.deletes.bump();
             // A tombstone rather than UNLINK: an older write replayed after
             // an outage must not bring the key back.
             let stamp = envelope::write_stamp();
@@ -318,7 +318,7 @@ impl Cache for GenericRedisCache {
             let existed = match inner.exec::<((i64, i64),)>(Req::Many(&pipe), &key, true).await? {
                 Ok(((_, existed),)) => {
                     if inner.settings.coherence {
-                        Metrics::bump(&inner.metrics.invalidations_sent, "memorix_invalidations_sent_total");
+                        inner.metrics.invalidations_sent.bump();
                     }
                     existed > 0
                 }
@@ -344,7 +344,7 @@ impl Cache for GenericRedisCache {
             // Refused before anything is cleared: an empty or sibling-matching prefix.
             batch::namespace_pattern(&prefix)?;
             inner.l1.clear();
-            Metrics::bump(&inner.metrics.l1_clears, "memorix_l1_clears_total");
+            inner.metrics.l1_clears.bump();
             inner
                 .exec::<()>(Req::Purge(&prefix), "*", false)
                 .await?

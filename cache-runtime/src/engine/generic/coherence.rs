@@ -4,7 +4,6 @@
 //! subscription loop are in `invalidation.rs`.
 
 use super::{invalidation, Inner};
-use crate::metrics::Metrics;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Inner {
@@ -38,29 +37,23 @@ impl Inner {
     pub(super) fn on_resubscribed(&self) {
         if self.breaker.is_closed() {
             self.l1.clear();
-            Metrics::bump(&self.metrics.l1_clears, "memorix_l1_clears_total");
+            self.metrics.l1_clears.bump();
         }
     }
 
     pub(super) fn on_invalidation(&self, payload: &str) {
         match invalidation::parse(payload, &self.instance_id) {
             Some(invalidation::Message::Key(full_key)) => {
-                Metrics::bump(
-                    &self.metrics.invalidations_received,
-                    "memorix_invalidations_received_total",
-                );
+                self.metrics.invalidations_received.bump();
                 let prefix = self.prefix.get();
                 if let Some(key) = full_key.strip_prefix(prefix.as_str()) {
                     self.l1.invalidate(key);
                 }
             }
             Some(invalidation::Message::Purge(_)) => {
-                Metrics::bump(
-                    &self.metrics.invalidations_received,
-                    "memorix_invalidations_received_total",
-                );
+                self.metrics.invalidations_received.bump();
                 self.l1.clear();
-                Metrics::bump(&self.metrics.l1_clears, "memorix_l1_clears_total");
+                self.metrics.l1_clears.bump();
             }
             None => {}
         }

@@ -139,6 +139,54 @@ pub(crate) struct Inner {
 /// `hit`, `keys` / `hits` for batches, and `error` (the error kind) on failure.
 /// Values and credentials are never recorded. Without the feature no span is
 /// created.
+///
+/// # Metrics (`metrics` feature)
+///
+/// Every counter behind [`GenericStats`](crate::GenericStats) is also exported through the
+/// [`metrics`](https://docs.rs/metrics) facade, so any Prometheus or StatsD
+/// exporter picks it up. Each event bumps the exported counter exactly when it
+/// bumps the one `stats()` reads, so the two agree (until
+/// `reset_stats()`, which zeroes `stats()` only: exported counters never go
+/// back, as Prometheus requires). Every metric carries the label `cache`: the
+/// prefix the cache was built with. The handles are registered when the cache
+/// is built, so install the recorder (exporter) before building the cache.
+///
+/// | name | type | labels | `stats()` field |
+/// | --- | --- | --- | --- |
+/// | `memorix_hits_total` | counter | `cache`, `tier` (`l1`, `redis`) | `l1.hits`, `redis.hits` |
+/// | `memorix_misses_total` | counter | `cache`, `tier` (`l1`, `redis`) | `l1.misses`, `redis.misses` |
+/// | `memorix_gets_missed_total` | counter | `cache` | `misses` (gets that found nothing in any tier) |
+/// | `memorix_sets_total` | counter | `cache` | `sets` |
+/// | `memorix_deletes_total` | counter | `cache` | `deletes` |
+/// | `memorix_redis_set_failures_total` | counter | `cache` | `redis_set_failures` |
+/// | `memorix_slow_operations_total` | counter | `cache` | `slow_operations` |
+/// | `memorix_errors_total` | counter | `cache`, `kind` | `errors` |
+/// | `memorix_invalidations_sent_total` | counter | `cache` | `invalidations_sent` |
+/// | `memorix_invalidations_received_total` | counter | `cache` | `invalidations_received` |
+/// | `memorix_l1_clears_total` | counter | `cache` | `l1_clears` |
+/// | `memorix_l1_evictions_total` | counter | `cache` | `l1_evictions` |
+/// | `memorix_circuit_breaker_opens_total` | counter | `cache` | `circuit_breaker_opens` |
+/// | `memorix_recoveries_total` | counter | `cache` | `recoveries` |
+/// | `memorix_replayed_writes_total` | counter | `cache` | `replayed_writes` |
+/// | `memorix_dropped_writes_total` | counter | `cache` | `dropped_writes` |
+/// | `memorix_compressions_total` | counter | `cache` | `compression.compressions` |
+/// | `memorix_compression_bytes_in_total` | counter | `cache` | `compression.bytes_in` |
+/// | `memorix_compression_bytes_out_total` | counter | `cache` | `compression.bytes_out` |
+/// | `memorix_operation_seconds` | histogram | `cache`, `op` (`get`, `set`, `delete`, `exists`) | `latency[op]` |
+/// | `memorix_l1_entries` | gauge | `cache` | `l1_entries` |
+/// | `memorix_l1_bytes` | gauge | `cache` | `l1_bytes` |
+///
+/// Gets served = hits (both tiers) + `memorix_gets_missed_total`.
+///
+/// `memorix_operation_seconds` is sampled on L1 hits: one L1 hit in
+/// [`L1_SAMPLE_EVERY`](crate::L1_SAMPLE_EVERY) per thread is timed and recorded with that weight
+/// (`record_many`), every Redis-tier operation is recorded once. Its count
+/// therefore equals `stats().latency[op].count` and its quantiles are not
+/// biased toward Redis, but it is an estimate of the number of operations:
+/// count operations with the counters above, which are exact.
+///
+/// The gauges are refreshed every second and on every `stats()`
+/// call (measuring L1's bytes walks its entries, too slow for every write).
 pub struct GenericRedisCache {
     inner: Arc<Inner>,
     subscriber: Option<tokio::task::JoinHandle<()>>,
@@ -200,7 +248,7 @@ impl Inner {
         let took = started.elapsed();
         self.metrics.latency(op, took, 1);
         if took > self.settings.slow_threshold {
-            Metrics::bump(&self.metrics.slow_ops, "memorix_slow_operations_total");
+            self.metrics.slow_ops.bump();
             tracing::warn!(
                 op = op.name(),
                 took_ms = took.as_secs_f64() * 1e3,

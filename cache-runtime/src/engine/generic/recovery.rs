@@ -22,7 +22,6 @@ use crate::connection::{batch, RedisConnection};
 use crate::envelope;
 use crate::error::Result;
 use crate::keys::ttl_millis;
-use crate::metrics::Metrics;
 use redis::FromRedisValue;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
@@ -64,7 +63,7 @@ impl Inner {
         }
         let pushed = self.pending.push(full_key, op, || {
             if self.breaker.trip() {
-                Metrics::bump(&self.metrics.breaker_opens, "memorix_circuit_breaker_opens_total");
+                self.metrics.breaker_opens.bump();
             }
             true
         });
@@ -74,7 +73,7 @@ impl Inner {
     /// Counts a dropped write, and makes sure a probe will replay the queue.
     fn queued(&self, pushed: Pushed) {
         if matches!(pushed, Pushed::Dropped) {
-            Metrics::bump(&self.metrics.dropped_writes, "memorix_dropped_writes_total");
+            self.metrics.dropped_writes.bump();
             tracing::warn!(
                 max = self.settings.max_pending,
                 "too many writes queued while Redis is down; one was dropped and its key will be removed on recovery"
@@ -108,7 +107,7 @@ impl Inner {
                 let replayed = tokio::time::timeout(budget, self.replay(&mut conn, &backlog));
                 match replayed.await {
                     Ok(Ok(())) => {
-                        self.metrics.replayed.fetch_add(backlog.ops.len() as u64, Relaxed);
+                        self.metrics.replayed.add(backlog.ops.len() as u64);
                     }
                     Ok(Err(err)) => {
                         tracing::warn!(error = %err, "replaying writes after an outage failed; will retry");
@@ -125,10 +124,10 @@ impl Inner {
             if queue.is_empty() {
                 self.backend.store(Some(backend));
                 self.l1.clear();
-                Metrics::bump(&self.metrics.l1_clears, "memorix_l1_clears_total");
+                self.metrics.l1_clears.bump();
                 self.breaker.close();
                 drop(queue);
-                Metrics::bump(&self.metrics.recoveries, "memorix_recoveries_total");
+                self.metrics.recoveries.bump();
                 tracing::info!(redis = %self.redis_config, "Redis reachable again; two-tier mode restored");
                 return true;
             }

@@ -13,7 +13,7 @@ use crate::codec;
 use crate::envelope;
 use crate::error::Result;
 use crate::l1::Entry;
-use crate::metrics::{self, Metrics, Op};
+use crate::metrics::{self, Op};
 use serde::de::DeserializeOwned;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -106,7 +106,7 @@ impl Inner {
         if keys.is_empty() {
             return;
         }
-        self.metrics.l1_evictions.fetch_add(keys.len() as u64, Relaxed);
+        self.metrics.l1_evictions.add(keys.len() as u64);
         for key in &keys {
             self.callbacks.fire(CacheEvent::Eviction, key, Some(Tier::L1), None);
         }
@@ -116,7 +116,7 @@ impl Inner {
         if hit {
             self.callbacks.fire(CacheEvent::GetHit, key, Some(tier), None);
         } else {
-            Metrics::bump(&self.metrics.misses, "memorix_gets_missed_total");
+            self.metrics.misses.bump();
             self.callbacks.fire(CacheEvent::GetMiss, key, None, None);
         }
     }
