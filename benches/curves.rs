@@ -263,7 +263,11 @@ async fn batches(server: &RedisServer) {
         ],
     );
     let mut conn = raw.clone();
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("flush");
+    let _: () = redis::cmd("FLUSHALL")
+        .arg("ASYNC")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
 }
 
 /// Curve 2: `purge` of a namespace of `n` keys, the only keys on the server.
@@ -390,7 +394,11 @@ fn l1_hits(server: &RedisServer, rt: &tokio::runtime::Runtime) {
         moka_curve.push((n as f64, m));
         rt.block_on(async {
             let mut conn = server.raw().await;
-            let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("flush");
+            let _: () = redis::cmd("FLUSHALL")
+                .arg("ASYNC")
+                .query_async(&mut conn)
+                .await
+                .expect("flush");
         });
     }
     write_csv("l1_hit", "entries,generic_get_ns,moka_get_ns,time_ratio", &rows);
