@@ -336,7 +336,7 @@ fn l1_hits(server: &RedisServer, rt: &tokio::runtime::Runtime) {
         let cache = rt.block_on(async {
             let cache = GenericRedisCache::builder()
                 .redis(server.config())
-                .prefix(&format!("bench:l1:{n}:"))
+                .prefix(format!("bench:l1:{n}:"))
                 .l1_cache_size(2 * n) // room to spare: every timed read is a hit
                 .connect()
                 .await
