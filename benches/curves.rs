@@ -7,7 +7,8 @@
 //!    time per key, one caller; peers: a raw redis-rs `MGET` of the same keys
 //!    and a raw pipeline of `SET`s.
 //! 2. `purge` of a namespace holding 10³ … 10⁵ keys (10⁶ with
-//!    `CURVES_PURGE_MAX=1000000`), standalone server: total time.
+//!    `CURVES_PURGE_MAX=1000000`), standalone and on a 3-primary cluster
+//!    (`CURVES_CLUSTER=0` skips it): total time.
 //! 3. `GenericRedisCache` L1 hit time vs entries held in L1, 10³ … 10⁶, one
 //!    thread in random order (on-CPU time); peer: moka's `sync::Cache::get`.
 //! 4. Memoized-call hit time vs number of memoized functions called in turn
@@ -270,48 +271,84 @@ async fn batches(server: &RedisServer) {
         .expect("flush");
 }
 
-/// Curve 2: `purge` of a namespace of `n` keys, the only keys on the server.
+/// Median ms of `purge` of a namespace of `n` keys, for every size up to `limit`.
+/// The keys are written through the cache itself (one pipeline per primary on a cluster).
+async fn purge_points(cache: &RedisCache, limit: usize) -> Vec<(usize, f64)> {
+    let mut points = Vec::new();
+    for &n in PURGE_SIZES.iter().filter(|&&n| n <= limit) {
+        let names: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        let mut times = Vec::new();
+        for _ in 0..PURGE_ROUNDS {
+            for chunk in names.chunks(10_000) {
+                let entries: Vec<(&str, u8)> = chunk.iter().map(|k| (k.as_str(), 1u8)).collect();
+                cache.set_many(&entries, None).await.expect("fill");
+            }
+            let started = Instant::now();
+            cache.purge().await.expect("purge");
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            let probe: Vec<&str> = names.iter().take(1_000).map(String::as_str).collect();
+            let left: Vec<Option<u8>> = cache.get_many(&probe).await.expect("probe");
+            assert!(left.iter().all(Option::is_none), "purge left keys behind");
+        }
+        points.push((n, common::median(times)));
+    }
+    points
+}
+
+/// Curve 2: `purge` of a namespace of `n` keys, the only keys on the server,
+/// on a standalone server and (unless `CURVES_CLUSTER=0`) a 3-primary cluster.
 async fn purges(server: &RedisServer) {
     let limit: usize = std::env::var("CURVES_PURGE_MAX")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let cache = RedisCache::builder()
-        .config(server.config())
-        .prefix("bench:purge:")
-        .connect()
-        .await
-        .expect("connect");
-    let mut conn = server.raw().await;
-    let (mut rows, mut points) = (Vec::new(), Vec::new());
-    for &n in PURGE_SIZES.iter().filter(|&&n| n <= limit) {
-        let mut times = Vec::new();
-        for _ in 0..PURGE_ROUNDS {
-            for start in (0..n).step_by(10_000) {
-                let mut pipe = redis::pipe();
-                for i in start..(start + 10_000).min(n) {
-                    pipe.cmd("SET").arg(format!("bench:purge:{i}")).arg("v").ignore();
-                }
-                let _: () = pipe.query_async(&mut conn).await.expect("fill");
-            }
-            let started = Instant::now();
-            cache.purge().await.expect("purge");
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-            let left: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.expect("dbsize");
-            assert_eq!(left, 0, "purge left keys behind");
-        }
-        let ms = common::median(times);
-        println!("purge n={n:>7}: {ms:.2} ms ({:.3} µs per key)", ms * 1e3 / n as f64);
-        rows.push(format!("{n},{ms:.3},{:.4}", ms * 1e3 / n as f64));
-        points.push((n as f64, ms));
+    let connect = |config: memorix::RedisConfig| async move {
+        RedisCache::builder()
+            .config(config)
+            .prefix("bench:purge:")
+            .connect()
+            .await
+            .expect("connect")
+    };
+    let standalone = purge_points(&connect(server.config()).await, limit).await;
+    let cluster = if std::env::var("CURVES_CLUSTER").as_deref() == Ok("0") {
+        Vec::new()
+    } else {
+        let cluster = tokio::task::spawn_blocking(support::cluster::RedisCluster::start)
+            .await
+            .expect("start the cluster");
+        let points = purge_points(&connect(cluster.config()).await, limit).await;
+        tokio::task::spawn_blocking(move || drop(cluster))
+            .await
+            .expect("stop the cluster");
+        points
+    };
+    let mut rows = Vec::new();
+    for (i, &(n, ms)) in standalone.iter().enumerate() {
+        let on_cluster = cluster.get(i).map(|p| p.1);
+        println!(
+            "purge n={n:>7}: standalone {ms:.2} ms ({:.3} µs per key), cluster {}",
+            ms * 1e3 / n as f64,
+            on_cluster.map_or("-".into(), |c| format!("{c:.2} ms"))
+        );
+        rows.push(format!(
+            "{n},{ms:.3},{:.4},{}",
+            ms * 1e3 / n as f64,
+            on_cluster.map_or(String::new(), |c| format!("{c:.3}"))
+        ));
     }
-    write_csv("purge", "keys,purge_ms,us_per_key", &rows);
+    write_csv("purge", "keys,standalone_ms,standalone_us_per_key,cluster_ms", &rows);
+    let as_f64 = |points: Vec<(usize, f64)>| points.into_iter().map(|(n, ms)| (n as f64, ms)).collect();
+    let mut curves = vec![series("standalone", as_f64(standalone))];
+    if !cluster.is_empty() {
+        curves.push(series("cluster (3 primaries)", as_f64(cluster)));
+    }
     plot(
         "purge",
-        "RedisCache purge of a namespace (standalone server)",
+        "RedisCache purge of a namespace",
         "keys in the namespace",
         "ms per purge",
-        &[series("purge", points)],
+        &curves,
     );
 }
 
