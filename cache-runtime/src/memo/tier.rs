@@ -65,7 +65,33 @@ pub(crate) enum TierLookup<S> {
     Miss,
 }
 
-type Shard = RwLock<HashMap<Box<str>, TierEntry, foldhash::fast::RandomState>>;
+/// The entries of one shard.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Box<str>, TierEntry, foldhash::fast::RandomState>,
+    /// No entry is kept past this instant before a sweep (`None`: none
+    /// expires). A full shard sweeps out expired entries only once one may
+    /// have expired: sweeping on every insert made each miss of a full tier
+    /// walk the whole shard.
+    soonest: Option<Instant>,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Drops expired entries when one may have expired.
+    fn sweep(&mut self, now: Instant) {
+        if self.soonest.is_none_or(|s| now < s) {
+            return;
+        }
+        self.map.retain(|_, e| e.keep_until.is_none_or(|k| now < k));
+        self.soonest = self.map.values().filter_map(|e| e.keep_until).min();
+    }
+}
+
+type Shard = RwLock<Entries>;
 
 /// Decoded values by key, sharded, bounded.
 pub(crate) struct LocalTier {
@@ -82,18 +108,18 @@ impl std::fmt::Debug for LocalTier {
     }
 }
 
-fn read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, TierEntry, foldhash::fast::RandomState>> {
+fn read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, Entries> {
     shard.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, TierEntry, foldhash::fast::RandomState>> {
+fn write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, Entries> {
     shard.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl LocalTier {
     pub(crate) fn new(capacity: usize) -> Self {
         LocalTier {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(Entries::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
             shard_seed: foldhash::fast::RandomState::default().hash_one(0x6d65_6d6f_u64),
         }
@@ -117,7 +143,7 @@ impl LocalTier {
     #[inline]
     pub(crate) fn get<S: Clone + 'static>(&self, key: &str) -> TierLookup<S> {
         let shard = read(self.shard(key));
-        let Some(entry) = shard.get(key) else {
+        let Some(entry) = shard.map.get(key) else {
             return TierLookup::Miss;
         };
         let Some(value) = entry.value.downcast_ref::<S>() else {
@@ -161,17 +187,20 @@ impl LocalTier {
             compute,
         };
         let mut shard = write(self.shard(key));
-        if shard.len() >= self.per_shard && !shard.contains_key(key) {
-            shard.retain(|_, e| e.keep_until.is_none_or(|k| now < k));
+        if shard.len() >= self.per_shard && !shard.map.contains_key(key) {
+            shard.sweep(now);
             if shard.len() >= self.per_shard {
                 // Full of live entries: drop an arbitrary one (approximate bound).
-                if let Some(victim) = shard.keys().next().cloned() {
-                    shard.remove(&victim);
+                if let Some(victim) = shard.map.keys().next().cloned() {
+                    shard.map.remove(&victim);
                 }
             }
             advance_epoch();
         }
-        if let Some(old) = shard.insert(key.into(), entry) {
+        if let Some(keep_until) = keep_until {
+            shard.soonest = Some(shard.soonest.map_or(keep_until, |s| s.min(keep_until)));
+        }
+        if let Some(old) = shard.map.insert(key.into(), entry) {
             if old.fresh_until.is_none_or(|f| now < f) {
                 advance_epoch();
             }
@@ -179,13 +208,15 @@ impl LocalTier {
     }
 
     pub(crate) fn remove(&self, key: &str) {
-        write(self.shard(key)).remove(key);
+        write(self.shard(key)).map.remove(key);
         advance_epoch();
     }
 
     pub(crate) fn clear(&self) {
         for shard in self.shards.iter() {
-            write(shard).clear();
+            let mut shard = write(shard);
+            shard.map.clear();
+            shard.soonest = None;
         }
         advance_epoch();
     }
