@@ -359,6 +359,7 @@ async fn a_tls_1_2_server_is_refused_under_a_1_3_floor_and_the_report_shows_the_
         .username("cache")
         .password(CACHE_PASSWORD)
         .tls(tls_config(&pki, "ca.pem").min_version(TlsVersion::V1_3))
+        .fail_on_connection_error(true)
         .build()
         .unwrap();
     let err = RedisCache::connect(standalone.clone()).await.unwrap_err();

@@ -169,13 +169,14 @@ impl Scope {
     /// `ACL SETUSER` for a user that can do all the two-tier cache does and no
     /// more: its keys (`~`), its invalidation channel (`&`: Redis 7 grants no
     /// channel by default), reads, writes, `SCAN`/`UNLINK`, pub/sub, `PING`,
+    /// `EVAL` (the one-key compare-and-set of removals and replays),
     /// and `INFO` / `ACL WHOAMI` for [`validate`]. The password is a placeholder.
     pub(crate) fn acl_setuser(&self, user: Option<&str>) -> String {
         let user = user.filter(|u| *u != "default").unwrap_or("cache");
         let channel = glob_literal(&self.channel);
         format!(
             "ACL SETUSER {user} on >PASSWORD resetkeys ~{} resetchannels &{channel} -@all +@read +@write +@keyspace \
-             +@pubsub +@connection -@dangerous +info +acl|whoami",
+             +@pubsub +@connection -@dangerous +eval +evalsha +info +acl|whoami",
             self.key_pattern
         )
     }
