@@ -126,8 +126,8 @@ async fn every_entry_point_starts_degraded_and_caches_once_redis_starts() {
         assert_eq!(named(id).await, id * 3);
         assert_eq!(on_default(id).await, id * 5);
         let (named_stored, default_stored): (bool, bool) = redis::pipe()
-            .exists(format!("named:{id}"))
-            .exists(format!("default:{id}"))
+            .exists(named_cache_key(id))
+            .exists(on_default_cache_key(id))
             .query_async(&mut raw)
             .await
             .unwrap();

@@ -135,7 +135,7 @@ async fn sigstop_for_5s_under_64_tasks_costs_one_timeout_then_fails_fast() {
         let direct_ok = matches!(round.await, Ok(Some(found)) if found == id);
         assert_eq!(double(id).await, Ok(id * 2));
         let stored: bool = redis::cmd("EXISTS")
-            .arg(format!("{prefix}double:{id}"))
+            .arg(format!("{prefix}{}", double_cache_key(id)))
             .query_async(&mut raw)
             .await
             .unwrap();
@@ -259,7 +259,7 @@ async fn cache_put_and_the_rate_limiter_answer_at_once_while_hung() {
     loop {
         assert_eq!(put(500).await, Ok(501));
         let stored: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(format!("{prefix}put:500"))
+            .arg(format!("{prefix}memorix:put:500"))
             .query_async(&mut raw)
             .await
             .unwrap();

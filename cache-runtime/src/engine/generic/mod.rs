@@ -37,12 +37,11 @@
 //!   (compare-and-set on write stamps, so a replay never goes back in time);
 //! - `pending.rs`: the bounded queue of writes kept for replay;
 //! - `coherence.rs`: publishing and applying L1 invalidations;
-//! - `breaker.rs`, `invalidation.rs`, `callbacks.rs`, `config.rs`,
+//! - `probe.rs`, `invalidation.rs`, `callbacks.rs`, `config.rs`,
 //!   `factory.rs`, `security.rs`, `spans.rs`: as their own docs say.
 
 mod api;
 mod backend;
-mod breaker;
 mod cache_impl;
 mod callbacks;
 mod coherence;
@@ -50,6 +49,7 @@ mod config;
 mod factory;
 mod invalidation;
 mod pending;
+mod probe;
 mod recovery;
 mod security;
 mod spans;

@@ -1,7 +1,7 @@
 //! Riding out a Redis outage: writes that could not reach Redis are queued
 //! (opening the breaker), a background probe is started, and once Redis
 //! answers the queue is replayed before the new connections are installed,
-//! L1 is cleared and the breaker closes. The probe is in `breaker.rs` (the
+//! L1 is cleared and the breaker closes. The probe is in `probe.rs` (the
 //! breaker is the connection layer's shared `Health`), the queue in
 //! `pending.rs`.
 //!
@@ -15,8 +15,8 @@
 //! key does not change it.
 
 use super::backend::{Backend, Req};
-use super::breaker;
 use super::pending::{Backlog, PendingOp, Pushed};
+use super::probe;
 use super::{invalidation, Inner};
 use crate::connection::{batch, RedisConnection};
 use crate::envelope;
@@ -34,7 +34,7 @@ impl Inner {
         }
         let me = self.me.clone();
         self.breaker
-            .spawn_probe(move || Box::pin(breaker::probe_once(me.clone())));
+            .spawn_probe(move || Box::pin(probe::probe_once(me.clone())));
     }
 
     /// Queues a write that did not reach Redis, for the probe to replay.
