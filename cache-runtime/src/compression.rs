@@ -14,7 +14,7 @@
 //! built per block. Both dominated values of a few KiB, so each thread keeps one
 //! compressor and one decompressor and resets them between values (the
 //! zlib-rs backend, whose reset is cheaper than miniz_oxide's), and values up
-//! to [`DEFAULT_FAST_BELOW`] bytes are compressed at level 1 (fixed Huffman
+//! to `DEFAULT_FAST_BELOW` bytes are compressed at level 1 (fixed Huffman
 //! codes, no tables): a 1 KiB JSON value becomes 388 bytes in about a third
 //! of the time level 6 takes for 300 (BENCHMARKS.md). The stream is plain zlib either way,
 //! so any zlib reader (Python's `zlib.decompress` included) reads it. The
@@ -243,7 +243,7 @@ impl CompressionBuilder {
         self
     }
 
-    /// Values up to this many bytes (default [`DEFAULT_FAST_BELOW`], 4 KiB)
+    /// Values up to this many bytes (default `DEFAULT_FAST_BELOW`, 4 KiB)
     /// are compressed at level 1 whatever [`level`](Self::level) says: at
     /// that size higher levels spend more time building Huffman tables than
     /// they save in bytes (1 KiB of JSON: 388 bytes at level 1, 300 at level
