@@ -40,17 +40,22 @@ impl Prefix {
     /// A Redis `SCAN MATCH` pattern for every key under the prefix, with glob
     /// characters in the prefix escaped so `a*` purges only `a*...` keys.
     pub(crate) fn scan_pattern(&self) -> String {
-        let prefix = self.0.load();
-        let mut pattern = String::with_capacity(prefix.len() + 1);
-        for c in prefix.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('*');
-        pattern
+        scan_pattern(&self.0.load())
     }
+}
+
+/// A Redis `SCAN MATCH` pattern for every key that starts with `prefix`, with
+/// glob characters in the prefix escaped so `a*` matches only `a*...` keys.
+pub(crate) fn scan_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
 }
 
 /// Resolves the TTL of a write: the caller's, else the engine default, else

@@ -66,17 +66,7 @@ pub(crate) fn namespace_pattern(prefix: &str) -> Result<String> {
             "purge() needs a prefix that ends in a separator such as `:` (`app:`), \
              so that it cannot also match a sibling prefix (`app2:`)",
         )),
-        Some(_) => {
-            let mut pattern = String::with_capacity(prefix.len() + 1);
-            for c in prefix.chars() {
-                if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                    pattern.push('\\');
-                }
-                pattern.push(c);
-            }
-            pattern.push('*');
-            Ok(pattern)
-        }
+        Some(_) => Ok(crate::keys::scan_pattern(prefix)),
     }
 }
 
