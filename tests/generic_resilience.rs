@@ -7,7 +7,7 @@ mod support;
 use memorix::prelude::*;
 use memorix::{CacheFactory, GenericRedisCache, MsgPack, RedisConfig, Transform};
 use std::time::{Duration, Instant};
-use support::{unique_prefix, RedisServer};
+use support::{unique_prefix, wait_until, RedisServer};
 
 /// Short timeouts so a dead server costs little; recovery is the probe's job.
 fn config(server: &RedisServer) -> RedisConfig {
@@ -25,15 +25,6 @@ async fn connect(server: &RedisServer, prefix: &str) -> GenericRedisCache {
         .connect()
         .await
         .unwrap()
-}
-
-async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
 }
 
 async fn raw_get(server: &RedisServer, key: &str) -> Option<Vec<u8>> {

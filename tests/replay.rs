@@ -9,7 +9,7 @@ mod support;
 use memorix::prelude::*;
 use memorix::{GenericRedisCache, MsgPack, RedisConfig, Transform};
 use std::time::{Duration, Instant};
-use support::{unique_prefix, RedisServer};
+use support::{unique_prefix, wait_until, RedisServer};
 
 /// A slow prober replays long after a fast one.
 const SLOW_PROBE: Duration = Duration::from_millis(1500);
@@ -31,15 +31,6 @@ async fn instance(server: &RedisServer, prefix: &str, probe: Duration) -> Generi
         .connect()
         .await
         .unwrap()
-}
-
-async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
 }
 
 /// What Redis holds under `key`, read by an instance with an empty L1.

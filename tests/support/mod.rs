@@ -52,3 +52,15 @@ pub async fn wait_until_served(cache: &memorix::RedisCache, key: &str, value: u3
     eprintln!("{what}: cache served again {recovered:?} after the primary was killed ({failures} failed rounds)");
     failures
 }
+
+/// Polls `ok` every 5 ms until it holds, failing the test after `limit`;
+/// returns how long it took. For conditions no event announces (a value
+/// reaching another instance's L1, a breaker closing).
+pub async fn wait_until(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> bool) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
