@@ -100,14 +100,7 @@ async fn writes_that_failed_do_not_leave_stale_values_in_a_surviving_redis() {
     let a = connect(&server, &prefix).await;
     a.set("k", &"old", None).await.unwrap();
     a.set("gone", &"old", None).await.unwrap();
-    let mut raw = server.raw().await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1500)
-        .arg("ALL")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    server.pause_clients(1500).await;
     let paused = Instant::now();
     a.set("k", &"new", None).await.unwrap();
     a.remove("gone").await.unwrap();

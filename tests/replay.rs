@@ -115,14 +115,7 @@ async fn dropped_writes_are_counted_and_their_keys_removed_on_recovery() {
     for i in 0..20u32 {
         cache.set(&format!("k{i}"), &"old", None).await.unwrap();
     }
-    let mut raw = server.raw().await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1500)
-        .arg("ALL")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    server.pause_clients(1500).await;
     let paused = Instant::now();
     for i in 0..20u32 {
         cache.set(&format!("k{i}"), &"new", None).await.unwrap();
@@ -161,14 +154,7 @@ async fn too_many_dropped_writes_purge_the_namespace() {
     for i in 0..6u32 {
         cache.set(&format!("k{i}"), &"old", None).await.unwrap();
     }
-    let mut raw = server.raw().await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1000)
-        .arg("ALL")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    server.pause_clients(1000).await;
     for i in 0..6u32 {
         cache.set(&format!("k{i}"), &"new", None).await.unwrap();
     }

@@ -117,6 +117,18 @@ impl RedisServer {
             .expect("connect to test redis")
     }
 
+    /// Pauses every client of the server for `millis` (`CLIENT PAUSE ... ALL`):
+    /// the server is up but answers nothing, as during a failover.
+    pub async fn pause_clients(&self, millis: u64) {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(millis)
+            .arg("ALL")
+            .query_async(&mut self.raw().await)
+            .await
+            .expect("CLIENT PAUSE");
+    }
+
     /// Kills the server (SIGKILL: no goodbye to clients).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
